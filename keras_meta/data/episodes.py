@@ -1,0 +1,193 @@
+"""N-way K-shot episodes sampled inside the `tf.data` graph.
+
+An episode dataset is endless: element `i` is a meta-batch of T tasks drawn
+with stateless random ops seeded by `(seed, i)`, so the same seed always gives
+the same stream (and a stream can be resumed at any position), whatever the
+number of parallel calls.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+
+def check_positive_int(value, name, minimum=1):
+    """Raises a clear error unless `value` is an int >= `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {value!r}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
+    return int(value)
+
+
+def batch_seeds(seed, index, count):
+    """`count` independent stateless seeds `[2]` for element `index`."""
+    base = tf.stack([tf.cast(seed, tf.int64), tf.cast(index, tf.int64)])
+    return tf.unstack(
+        tf.random.experimental.stateless_split(base, num=count), axis=0
+    )
+
+
+def as_episode(support_x, support_y, query_x, query_y):
+    """The Keras `(x, y)` form of a meta-batch."""
+    return (
+        {"support_x": support_x, "support_y": support_y, "query_x": query_x},
+        query_y,
+    )
+
+
+class ClassIndex:
+    """Examples grouped by class, for sampling without replacement.
+
+    `table[c, j]` is the position (in the original arrays) of the j-th example
+    of class c, for `j < counts[c]`; the rest of each row is padding.
+    """
+
+    def __init__(self, labels):
+        labels = np.asarray(labels)
+        if labels.ndim != 1:
+            raise ValueError(
+                f"labels must be 1-D [examples], got shape {labels.shape}."
+            )
+        if labels.size and not np.issubdtype(labels.dtype, np.integer):
+            raise TypeError(
+                f"labels must be integer class ids, got dtype {labels.dtype}."
+            )
+        self.classes, inverse, self.counts = np.unique(
+            labels, return_inverse=True, return_counts=True
+        )
+        order = np.argsort(inverse, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]])
+        width = int(self.counts.max()) if labels.size else 0
+        self.table = np.zeros((len(self.classes), width), np.int64)
+        for c, (start, count) in enumerate(zip(starts, self.counts)):
+            self.table[c, :count] = order[start : start + count]
+
+    def check(self, ways, shots, queries, what="the data"):
+        """Raises `ValueError` unless every task can be drawn."""
+        num_classes = len(self.classes)
+        if ways > num_classes:
+            raise ValueError(
+                f"ways={ways} is more than the {num_classes} classes of "
+                f"{what}; use ways <= {num_classes} or more classes."
+            )
+        need = shots + queries
+        smallest = int(np.argmin(self.counts))
+        if self.counts[smallest] < need:
+            raise ValueError(
+                f"shots + queries = {shots} + {queries} = {need} images per "
+                f"class, but class {self.classes[smallest]!r} of {what} has "
+                f"only {self.counts[smallest]}; lower shots or queries to a "
+                f"total of at most {self.counts.min()}, or drop the classes "
+                "with fewer images."
+            )
+
+    def sample(self, seed_classes, seed_examples, tasks, ways, per_class):
+        """Positions `[tasks, ways, per_class]` of the examples of `tasks`
+        episodes: `ways` distinct classes each (in random order, so that
+        label j names a random class) and `per_class` distinct examples of
+        each class."""
+        num_classes, width = self.table.shape
+        class_scores = tf.random.stateless_uniform(
+            [tasks, num_classes], seed=seed_classes
+        )
+        chosen = tf.math.top_k(class_scores, k=ways).indices
+        counts = tf.gather(tf.constant(self.counts, tf.int32), chosen)
+        example_scores = tf.random.stateless_uniform(
+            [tasks, ways, width], seed=seed_examples
+        )
+        valid = tf.range(width)[None, None, :] < counts[..., None]
+        example_scores = tf.where(valid, example_scores, -1.0)
+        slots = tf.math.top_k(example_scores, k=per_class).indices
+        rows = tf.gather(tf.constant(self.table), chosen)
+        return tf.gather(rows, slots, batch_dims=2)
+
+
+def episodes_from_arrays(
+    images,
+    labels,
+    ways,
+    shots,
+    queries,
+    meta_batch,
+    seed=0,
+):
+    """An endless dataset of N-way K-shot meta-batches from in-memory arrays.
+
+    Each task draws `ways` distinct classes without replacement, remaps them
+    to labels `0..ways-1` in a random order, and draws `shots + queries`
+    distinct examples of each class: the first `shots` form the support set,
+    the rest the query set, so support and query never share an example.
+
+    Args:
+        images: array `[examples, ...]` (any dtype; kept as given).
+        labels: integer array `[examples]`, any class ids, any number of
+            classes (at least `ways`), each with `shots + queries` examples
+            or more.
+        ways, shots, queries: N, K and the query examples per class.
+        meta_batch: T, tasks per element.
+        seed: int; the same seed gives the same episodes.
+
+    Returns:
+        A `tf.data.Dataset` of `(x, y)`: `x = {"support_x": [T, N*K, ...],
+        "support_y": [T, N*K], "query_x": [T, N*Q, ...]}`, `y = [T, N*Q]`
+        (labels int32, examples ordered class by class).
+    """
+    ways = check_positive_int(ways, "ways")
+    shots = check_positive_int(shots, "shots")
+    queries = check_positive_int(queries, "queries")
+    meta_batch = check_positive_int(meta_batch, "meta_batch")
+    images = np.asarray(images)
+    if len(images) != len(np.asarray(labels)):
+        raise ValueError(
+            f"images and labels differ in length: {len(images)} images, "
+            f"{len(np.asarray(labels))} labels."
+        )
+    index = ClassIndex(labels)
+    index.check(ways, shots, queries)
+    return episodes_from_index(
+        tf.constant(images), index, ways, shots, queries, meta_batch, seed
+    )
+
+
+def episodes_from_index(
+    images, index, ways, shots, queries, meta_batch, seed, transform=None
+):
+    """The episode stream over a tensor of `images` grouped by `index`.
+
+    `transform(images, class_slots, seed)`, if given, maps the gathered
+    `[T, ways, shots + queries, ...]` images (for example to rotate classes).
+    """
+    per_class = shots + queries
+
+    def meta_batch_at(i):
+        seed_classes, seed_examples, seed_transform = batch_seeds(seed, i, 3)
+        positions = index.sample(
+            seed_classes, seed_examples, meta_batch, ways, per_class
+        )
+        batch = tf.gather(images, positions)
+        if transform is not None:
+            batch = transform(batch, positions, seed_transform)
+        labels = tf.broadcast_to(
+            tf.range(ways, dtype=tf.int32)[None, :, None],
+            [meta_batch, ways, per_class],
+        )
+
+        def flat(part):
+            return tf.reshape(part, [meta_batch, -1] + part.shape[3:].as_list())
+
+        return as_episode(
+            flat(batch[:, :, :shots]),
+            tf.reshape(labels[:, :, :shots], [meta_batch, -1]),
+            flat(batch[:, :, shots:]),
+            tf.reshape(labels[:, :, shots:], [meta_batch, -1]),
+        )
+
+    return (
+        tf.data.Dataset.counter()
+        .map(
+            meta_batch_at,
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+        .prefetch(tf.data.AUTOTUNE)
+    )

@@ -1,0 +1,197 @@
+"""Shared inner-loop machinery: fast weights, task losses and gradient steps.
+
+Every meta-learner in keras-meta adapts a *learner* (a plain Keras model) to a
+task by running it statelessly with a list of "fast weights" in place of its
+trainable variables (`Layer.stateless_call`), so that any learner built from
+standard Keras layers works, and so that gradients can flow from the adapted
+weights back to the initialisation (second-order MAML) or be cut (first order).
+
+The functions here are small, composable and free of algorithm-specific logic:
+
+- `resolve_task_loss` turns what `compile(loss=...)` received into a scalar task
+  loss `loss(y_true, y_pred) -> []`.
+- `gradient_descent` runs k plain gradient steps on a loss of a weight list.
+- `adam_descent` runs k steps of Adam with beta1 = 0 (the Reptile paper).
+- `LearnerSplit` views a learner as body + head (its last layers) for ANIL and
+  the pre-training baseline.
+"""
+
+import keras
+import tensorflow as tf
+
+
+def resolve_task_loss(loss):
+    """Returns `fn(y_true, y_pred) -> scalar` for a loss given to `compile`.
+
+    Accepts a `keras.losses.Loss` instance, a loss name (`"mse"`,
+    `"sparse_categorical_crossentropy"`, ...) or a function returning
+    per-example values. The result is the mean over all examples of one task.
+    """
+    if loss is None:
+        raise ValueError(
+            "The meta-learner has no loss: call `model.compile(loss=...)` "
+            "first, for example with "
+            "`keras.losses.SparseCategoricalCrossentropy(from_logits=True)` "
+            "for classification or `'mse'` for regression."
+        )
+    if isinstance(loss, (list, tuple, dict)):
+        raise TypeError(
+            "A meta-learner takes a single task loss, got a "
+            f"{type(loss).__name__} of losses: {loss!r}. Pass one loss."
+        )
+    loss_obj = keras.losses.get(loss)
+    if isinstance(loss_obj, keras.losses.Loss):
+        return loss_obj
+
+    def task_loss(y_true, y_pred):
+        return keras.ops.mean(loss_obj(y_true, y_pred))
+
+    return task_loss
+
+
+def _zeros_for_none(grads, weights):
+    return [
+        keras.ops.zeros_like(w) if g is None else g
+        for g, w in zip(grads, weights)
+    ]
+
+
+def gradient_descent(
+    loss_fn, weights, state, steps, learning_rate, differentiable
+):
+    """Runs `steps` plain gradient steps `w <- w - lr * dL/dw`.
+
+    Args:
+        loss_fn: `fn(weights, state) -> (scalar loss, new_state)`. `state` is
+            threaded from step to step (for example the learner's batch-norm
+            moving statistics and dropout seeds) and never differentiated.
+        weights: list of tensors, the starting point.
+        state: list of tensors handed to the first call of `loss_fn`.
+        steps: Python int, the number of steps (0 returns the inputs).
+        learning_rate: float or scalar tensor.
+        differentiable: if True, the steps are recorded on any enclosing
+            `tf.GradientTape`, so that gradients with respect to the starting
+            point include the Jacobian of the steps (second order). If False,
+            each gradient is treated as a constant (first order): an enclosing
+            tape then sees `w_k = w_0 - constant`.
+
+    Returns:
+        `(adapted weights, state)`.
+    """
+    weights = list(weights)
+    for _ in range(steps):
+        with tf.GradientTape() as tape:
+            tape.watch(weights)
+            loss, state = loss_fn(weights, state)
+        grads = _zeros_for_none(tape.gradient(loss, weights), weights)
+        if not differentiable:
+            grads = [tf.stop_gradient(g) for g in grads]
+        weights = [w - learning_rate * g for w, g in zip(weights, grads)]
+    return weights, state
+
+
+def adam_descent(
+    loss_fn,
+    weights,
+    state,
+    steps,
+    learning_rate,
+    beta2=0.999,
+    epsilon=1e-8,
+):
+    """Runs `steps` steps of Adam with beta1 = 0, from a fresh Adam state.
+
+    This is the inner optimizer of the Reptile paper (Nichol et al. 2018):
+    with beta1 = 0 the first moment is the current gradient, so each step is
+    `w <- w - lr * g / (sqrt(v_hat) + eps)`, `v_hat` being the bias-corrected
+    running mean of squared gradients. Arguments and result are those of
+    `gradient_descent`; the steps are never differentiable.
+    """
+    weights = list(weights)
+    second_moments = [keras.ops.zeros_like(w) for w in weights]
+    for step in range(1, steps + 1):
+        with tf.GradientTape() as tape:
+            tape.watch(weights)
+            loss, state = loss_fn(weights, state)
+        grads = _zeros_for_none(tape.gradient(loss, weights), weights)
+        correction = 1.0 - beta2**step
+        new_weights, new_moments = [], []
+        for w, g, v in zip(weights, grads, second_moments):
+            g = tf.stop_gradient(g)
+            v = beta2 * v + (1.0 - beta2) * keras.ops.square(g)
+            v_hat = v / correction
+            new_weights.append(
+                w - learning_rate * g / (keras.ops.sqrt(v_hat) + epsilon)
+            )
+            new_moments.append(v)
+        weights, second_moments = new_weights, new_moments
+    return weights, state
+
+
+def variable_indices(subset, variables):
+    """Positions of each variable of `subset` in `variables` (by identity)."""
+    position = {id(v): i for i, v in enumerate(variables)}
+    try:
+        return [position[id(v)] for v in subset]
+    except KeyError as e:
+        raise ValueError(
+            "A sub-model's variable is not a variable of the learner; the "
+            "learner's last layers must be its own layers."
+        ) from e
+
+
+class LearnerSplit:
+    """A learner viewed as `body` (all but its last layers) and `head`.
+
+    `body` and `head` are Keras models that share the learner's layers and
+    variables: `head(body(x))` computes `learner(x)`. The index lists say
+    where each sub-model's variables sit in the learner's variable lists, so
+    that fast weights for the whole learner can be sliced for either part.
+
+    This is a plain Python object on purpose: Keras does not track it, so the
+    shared layers are saved once, as part of the learner.
+    """
+
+    def __init__(self, learner, head_layers):
+        if not isinstance(head_layers, int) or head_layers < 1:
+            raise ValueError(
+                f"head_layers must be a positive int, got {head_layers!r}."
+            )
+        layers = [
+            layer
+            for layer in learner.layers
+            if not isinstance(layer, keras.layers.InputLayer)
+        ]
+        if head_layers >= len(layers):
+            raise ValueError(
+                f"head_layers={head_layers} leaves no body: the learner has "
+                f"{len(layers)} layers. Use a smaller head_layers."
+            )
+        try:
+            boundary = layers[-head_layers - 1].output
+            self.body = keras.Model(learner.inputs, boundary)
+            self.head = keras.Model(boundary, learner.outputs)
+        except Exception as e:  # Keras raises several types here.
+            raise ValueError(
+                "Cannot split the learner into body and head at its last "
+                f"{head_layers} layer(s): the head must be a chain of the "
+                "learner's last layers, fed only by the layer before them "
+                f"(Sequential or functional). Keras said: {e}"
+            ) from e
+        self.body_trainable = variable_indices(
+            self.body.trainable_variables, learner.trainable_variables
+        )
+        self.head_trainable = variable_indices(
+            self.head.trainable_variables, learner.trainable_variables
+        )
+        self.body_non_trainable = variable_indices(
+            self.body.non_trainable_variables, learner.non_trainable_variables
+        )
+        self.head_non_trainable = variable_indices(
+            self.head.non_trainable_variables, learner.non_trainable_variables
+        )
+        if not self.head_trainable:
+            raise ValueError(
+                f"The learner's last {head_layers} layer(s) have no trainable "
+                "variables, so there is nothing to adapt: increase head_layers."
+            )

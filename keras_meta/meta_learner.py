@@ -1,0 +1,467 @@
+"""`MetaLearner`: the `keras.Model` base class of every algorithm.
+
+A meta-learner wraps a plain Keras model, the *learner*, and trains its
+initialisation on episodes. One element of a dataset is a meta-batch of T tasks
+in Keras's `(x, y)` form:
+
+    x = {"support_x": [T, S, ...], "support_y": [T, S, ...],
+         "query_x": [T, Q, ...]}
+    y = query_y: [T, Q, ...]
+
+Subclasses say how one task is adapted (`_adapt_task`) and, unless they keep
+the default second-order meta-gradient, how a meta-batch trains
+(`train_step`). This class supplies the rest: running the T tasks of a
+meta-batch inside one graph (`tf.map_fn`, so nothing retraces per task),
+`call`/`test_step`/`predict_step` with adapted query predictions, `adapt` for a
+single task, input checks with clear errors, and `get_config`/`from_config`.
+
+Batch-norm and other state. The learner always runs in training mode
+(`training=True`), in the inner loop, on the query set and at evaluation, so
+batch-norm normalises with the statistics of the batch it sees, as the MAML
+reference code does (and Dropout, coupled to the same flag in Keras, stays
+active). The moving statistics are carried through every call of a task and,
+after each meta-training step, set to their mean over the tasks of the
+meta-batch: they follow Keras's usual momentum update and serve only the bare
+learner in inference mode (`learner(x, training=False)`); adaptation and
+evaluation never read them. Evaluation leaves them untouched.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_meta import inner_loop
+
+EPISODE_KEYS = ("support_x", "support_y", "query_x")
+
+
+def _as_int(value, name, minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {value!r}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
+    return int(value)
+
+
+def check_learner(learner):
+    """Raises a clear error unless `learner` is a built Keras model with
+    trainable variables and a single input and output."""
+    if not isinstance(learner, keras.Model):
+        raise TypeError(
+            "learner must be a keras.Model (Sequential or functional), got "
+            f"{type(learner).__name__}."
+        )
+    if not learner.built:
+        raise ValueError(
+            "The learner is not built, so its weights do not exist yet: give "
+            "it an input shape (`keras.Input(shape)` as its first layer) or "
+            "call `learner.build(input_shape)` before wrapping it."
+        )
+    if not learner.trainable_variables:
+        raise ValueError(
+            f"The learner {learner.name!r} has no trainable variables, so "
+            "there is nothing to adapt or meta-learn. Unfreeze it "
+            "(`learner.trainable = True`) or give it trainable layers."
+        )
+    if len(learner.inputs or [None]) != 1 or len(learner.outputs or [0]) != 1:
+        raise ValueError(
+            "The learner must have exactly one input and one output; got "
+            f"{len(learner.inputs)} inputs and {len(learner.outputs)} outputs."
+        )
+
+
+@keras.saving.register_keras_serializable(package="keras_meta")
+class MetaLearner(keras.Model):
+    """Base class: a meta-learner over a wrapped Keras `learner`.
+
+    Args:
+        learner: a built `keras.Model` mapping `[batch, ...]` inputs to
+            `[batch, ...]` outputs (logits for classification).
+        inner_lr: step size of the inner loop.
+        inner_steps: inner steps per task during meta-training.
+        eval_inner_steps: inner steps per task in `evaluate`, `predict` and
+            `model(x)`; defaults to `inner_steps`.
+        **kwargs: passed to `keras.Model` (for example `name`).
+    """
+
+    def __init__(
+        self,
+        learner,
+        inner_lr=0.01,
+        inner_steps=1,
+        eval_inner_steps=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        check_learner(learner)
+        if isinstance(inner_lr, bool) or not isinstance(
+            inner_lr, (int, float, np.floating, np.integer)
+        ):
+            raise TypeError(f"inner_lr must be a number, got {inner_lr!r}.")
+        if not inner_lr > 0:
+            raise ValueError(f"inner_lr must be positive, got {inner_lr}.")
+        self.learner = learner
+        self.inner_lr = float(inner_lr)
+        self.inner_steps = _as_int(inner_steps, "inner_steps", 0)
+        self.eval_inner_steps = (
+            self.inner_steps
+            if eval_inner_steps is None
+            else _as_int(eval_inner_steps, "eval_inner_steps", 0)
+        )
+        self._input_rank = len(learner.inputs[0].shape)
+        # The learner is built, so is the meta-learner: Keras need not trace
+        # a symbolic episode through the inner loop to create weights.
+        self.built = True
+
+    # ------------------------------------------------------------------
+    # Per-task building blocks, shared by every algorithm.
+
+    @property
+    def task_loss(self):
+        """`fn(y_true, y_pred) -> scalar`: the loss given to `compile`."""
+        if getattr(self, "_task_loss_source", None) is not self.loss:
+            self._task_loss_fn = inner_loop.resolve_task_loss(self.loss)
+            self._task_loss_source = self.loss
+        return self._task_loss_fn
+
+    def _weights_and_state(self):
+        """The learner's current trainable and non-trainable values."""
+        weights = [v.value for v in self.learner.trainable_variables]
+        state = [v.value for v in self.learner.non_trainable_variables]
+        return weights, state
+
+    def _forward(self, weights, state, x):
+        """Runs the learner with fast `weights` on a batch `x` [B, ...].
+
+        Returns `(predictions [B, ...], new state)`; the state (batch-norm
+        moving statistics, dropout seeds) is never differentiated.
+        """
+        y_pred, state = self.learner.stateless_call(
+            weights, state, x, training=True
+        )
+        return y_pred, [tf.stop_gradient(s) for s in state]
+
+    def _support_loss_fn(self, support_x, support_y):
+        """`fn(weights, state) -> (loss, state)` on one task's support set."""
+
+        def support_loss(weights, state):
+            y_pred, state = self._forward(weights, state, support_x)
+            return self.task_loss(support_y, y_pred), state
+
+        return support_loss
+
+    def _adapt_task(
+        self, weights, state, support_x, support_y, steps, differentiable
+    ):
+        """Adapts `weights` (aligned with `learner.trainable_variables`) to
+        one task; returns `(adapted weights, state)`. Subclasses define it."""
+        raise NotImplementedError
+
+    def _task_predictions(
+        self,
+        weights,
+        state,
+        support_x,
+        support_y,
+        query_x,
+        steps,
+        differentiable=False,
+    ):
+        fast, state = self._adapt_task(
+            weights, state, support_x, support_y, steps, differentiable
+        )
+        return self._forward(fast, state, query_x)
+
+    def _query_spec(self, query_x):
+        """Spec of one task's predictions, for `tf.map_fn`."""
+        spec = self.learner.compute_output_spec(
+            keras.KerasTensor(query_x.shape[1:], dtype=query_x.dtype)
+        )
+        return tf.TensorSpec(spec.shape, spec.dtype)
+
+    # ------------------------------------------------------------------
+    # Episodes: unpacking and checks.
+
+    def _unpack_episodes(self, x):
+        """Checks an episode dict (static shapes only) and returns its three
+        tensors `support_x, support_y, query_x`."""
+        if not isinstance(x, dict):
+            raise TypeError(
+                f"{type(self).__name__} takes episodes: x must be a dict with "
+                f"keys {EPISODE_KEYS}, got {type(x).__name__}. Build them "
+                "with keras_meta.data (for example episodes_from_arrays)."
+            )
+        missing = [k for k in EPISODE_KEYS if k not in x]
+        if missing:
+            raise ValueError(
+                f"The episode dict lacks {missing}; it must have keys "
+                f"{EPISODE_KEYS}, got {sorted(x)}."
+            )
+        support_x, support_y, query_x = (
+            tf.convert_to_tensor(x[k]) for k in EPISODE_KEYS
+        )
+        want = self._input_rank + 1
+        if support_x.shape.rank != query_x.shape.rank:
+            raise ValueError(
+                "support_x and query_x must have the same rank [T, S, ...] "
+                f"and [T, Q, ...]; got shapes {support_x.shape} and "
+                f"{query_x.shape}."
+            )
+        if support_x.shape.rank != want:
+            raise ValueError(
+                f"Episode inputs must have rank {want}: a task axis T before "
+                f"the learner's input rank {self._input_rank} "
+                f"({self.learner.inputs[0].shape}); got support_x of shape "
+                f"{support_x.shape}. For one task use `adapt`."
+            )
+        if support_x.shape[1] == 0:
+            raise ValueError(
+                "The support set is empty (support_x has shape "
+                f"{support_x.shape}); each task needs at least one example."
+            )
+        if support_y.shape[:2] != support_x.shape[:2] and None not in (
+            support_y.shape[:2] + support_x.shape[:2]
+        ):
+            raise ValueError(
+                "support_y must have one label per support example: shapes "
+                f"{support_y.shape} and {support_x.shape} disagree on [T, S]."
+            )
+        return support_x, support_y, query_x
+
+    def _check_label_values(self, support_y, query_y):
+        """Eager check that integer labels are valid class ids `0..N-1`."""
+        ways = self._num_classes()
+        if ways is None:
+            return
+        for name, labels in (("support_y", support_y), ("query_y", query_y)):
+            if labels is None:
+                continue
+            labels = np.asarray(labels)
+            if not np.issubdtype(labels.dtype, np.integer) or not labels.size:
+                continue
+            if labels.min() < 0 or labels.max() >= ways:
+                raise ValueError(
+                    f"{name} holds labels from {labels.min()} to "
+                    f"{labels.max()}, but the learner has {ways} outputs, so "
+                    f"labels must lie in 0..{ways - 1}. Build episodes with "
+                    f"ways={ways}, or give the learner as many outputs as "
+                    "ways."
+                )
+
+    def _num_classes(self):
+        """Number of classes the learner scores, or None for regression."""
+        units = self.learner.outputs[0].shape[-1]
+        return units if units and units > 1 else None
+
+    def _check_sample(self, x, y=None):
+        """Checks one sample of what `fit`/`evaluate`/`predict` received, so
+        that bad episodes fail early with a clear `ValueError` rather than
+        deep inside a compiled graph. Other input types are left to Keras."""
+        if isinstance(x, tf.data.Dataset):
+            for batch in x.take(1):
+                x, y, _ = keras.utils.unpack_x_y_sample_weight(batch)
+                break
+            else:
+                return
+        elif not isinstance(x, dict):
+            return
+        if not isinstance(x, dict):
+            self._unpack_episodes(x)  # raises a TypeError that says why
+        self._unpack_episodes(x)
+        self._check_label_values(x.get("support_y"), y)
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        self._check_sample(x, y)
+        validation = kwargs.get("validation_data")
+        if isinstance(validation, tf.data.Dataset):
+            self._check_sample(validation)
+        return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        self._check_sample(x, y)
+        return super().evaluate(x, y, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        self._check_sample(x)
+        return super().predict(x, *args, **kwargs)
+
+    # ------------------------------------------------------------------
+    # Keras entry points.
+
+    def adapt(self, support_x, support_y, steps=None):
+        """Adapts the learner to ONE task (no task axis).
+
+        Args:
+            support_x: `[S, ...]` support inputs.
+            support_y: `[S, ...]` support labels or targets.
+            steps: inner steps; defaults to `eval_inner_steps`.
+
+        Returns:
+            A list of tensors aligned with `learner.trainable_variables`: the
+            adapted weights. The learner's own variables are left untouched.
+        """
+        steps = (
+            self.eval_inner_steps
+            if steps is None
+            else _as_int(steps, "steps", 0)
+        )
+        episode = self._unpack_episodes(
+            {
+                "support_x": tf.convert_to_tensor(support_x)[None],
+                "support_y": tf.convert_to_tensor(support_y)[None],
+                "query_x": tf.convert_to_tensor(support_x)[None],
+            }
+        )
+        support_x, support_y = episode[0][0], episode[1][0]
+        if tf.executing_eagerly():
+            self._check_label_values(support_y, None)
+        weights, state = self._weights_and_state()
+        adapted, _ = self._adapt_task(
+            weights, state, support_x, support_y, steps, differentiable=False
+        )
+        return adapted
+
+    def call(self, inputs, training=None):
+        """Adapted query predictions `[T, Q, ...]` of each task of `inputs`.
+
+        Uses `inner_steps` when `training` is true, else `eval_inner_steps`.
+        """
+        support_x, support_y, query_x = self._unpack_episodes(inputs)
+        steps = self.inner_steps if training else self.eval_inner_steps
+        weights, state = self._weights_and_state()
+
+        def one_task(task):
+            y_pred, _ = self._task_predictions(weights, state, *task, steps)
+            return y_pred
+
+        return tf.map_fn(
+            one_task,
+            (support_x, support_y, query_x),
+            fn_output_signature=self._query_spec(query_x),
+        )
+
+    def compute_output_spec(self, inputs, training=None):
+        query_x = inputs["query_x"]
+        spec = self.learner.compute_output_spec(
+            keras.KerasTensor(query_x.shape[1:], dtype=query_x.dtype)
+        )
+        return keras.KerasTensor(
+            (query_x.shape[0],) + tuple(spec.shape), dtype=spec.dtype
+        )
+
+    def _update_metrics(self, x, y, y_pred, loss, num_tasks):
+        self._loss_tracker.update_state(loss, sample_weight=num_tasks)
+        return self.compute_metrics(x, y, y_pred)
+
+    def train_step(self, data):
+        """One meta-update: the default is MAML's, through the inner loop.
+
+        For every task: adapt with `inner_steps` (recorded on a tape when
+        `self._second_order`), take the query loss, and differentiate it with
+        respect to the initialisation. The meta-gradient is the mean over the
+        T tasks, handed to the compiled optimizer.
+        """
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        support_x, support_y, query_x = self._unpack_episodes(x)
+        if y is None:
+            raise ValueError(
+                "Meta-training needs query labels: pass (x, query_y) episodes."
+            )
+        weights, state = self._weights_and_state()
+        variables = self.learner.trainable_variables
+        second_order = self._second_order
+        loss_dtype = losses_dtype(self.learner)
+
+        def one_task(task):
+            task_support_x, task_support_y, task_query_x, task_query_y = task
+            # Fresh tensors inside the loop body, so the tape can watch them.
+            init = [tf.identity(w) for w in weights]
+            with tf.GradientTape() as tape:
+                tape.watch(init)
+                y_pred, new_state = self._task_predictions(
+                    init,
+                    state,
+                    task_support_x,
+                    task_support_y,
+                    task_query_x,
+                    self.inner_steps,
+                    second_order,
+                )
+                loss = tf.cast(self.task_loss(task_query_y, y_pred), loss_dtype)
+            grads = tape.gradient(loss, init)
+            grads = [
+                tf.zeros_like(w) if g is None else g
+                for g, w in zip(grads, init)
+            ]
+            return grads, loss, y_pred, new_state
+
+        grads, losses, y_pred, new_state = tf.map_fn(
+            one_task,
+            (support_x, support_y, query_x, y),
+            fn_output_signature=(
+                [tf.TensorSpec(w.shape, w.dtype) for w in weights],
+                tf.TensorSpec([], loss_dtype),
+                self._query_spec(query_x),
+                [tf.TensorSpec(s.shape, s.dtype) for s in state],
+            ),
+        )
+        mean_grads = [tf.reduce_mean(g, axis=0) for g in grads]
+        self.optimizer.apply_gradients(zip(mean_grads, variables))
+        self._assign_state(new_state)
+        return self._update_metrics(
+            x, y, y_pred, tf.reduce_mean(losses), tf.shape(support_x)[0]
+        )
+
+    @property
+    def _second_order(self):
+        """Whether the meta-gradient goes through the inner steps."""
+        return True
+
+    def _assign_state(self, task_states):
+        """Sets the learner's non-trainable variables from per-task values
+        `[T, ...]`: float state (moving statistics) to the mean over tasks,
+        other state (random seeds) to the last task's."""
+        for variable, values in zip(
+            self.learner.non_trainable_variables, task_states
+        ):
+            if variable.dtype.startswith(("float", "bfloat")):
+                variable.assign(tf.reduce_mean(values, axis=0))
+            else:
+                variable.assign(values[-1])
+
+    def test_step(self, data):
+        """Adapts every task with `eval_inner_steps` and scores its query."""
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        y_pred = self(x, training=False)
+        loss = self.task_loss(y, y_pred)
+        return self._update_metrics(x, y, y_pred, loss, tf.shape(y_pred)[0])
+
+    def predict_step(self, data):
+        """Adapted query predictions `[T, Q, ...]`."""
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self(x, training=False)
+
+    # ------------------------------------------------------------------
+    # Serialisation.
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "learner": keras.saving.serialize_keras_object(self.learner),
+            "inner_lr": self.inner_lr,
+            "inner_steps": self.inner_steps,
+            "eval_inner_steps": self.eval_inner_steps,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        learner = keras.saving.deserialize_keras_object(config.pop("learner"))
+        return cls(learner, **config)
+
+
+def losses_dtype(learner):
+    """The float dtype in which task losses are computed."""
+    dtype = learner.outputs[0].dtype
+    return dtype if dtype in ("float32", "float64") else "float32"

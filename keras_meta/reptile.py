@@ -1,0 +1,126 @@
+"""Reptile (Nichol, Achiam and Schulman, 2018)."""
+
+import keras
+import tensorflow as tf
+
+from keras_meta import inner_loop
+from keras_meta.meta_learner import MetaLearner, losses_dtype
+
+INNER_OPTIMIZERS = ("sgd", "adam")
+
+
+@keras.saving.register_keras_serializable(package="keras_meta")
+class Reptile(MetaLearner):
+    """Reptile: move the initialisation towards each task's adapted weights.
+
+    For each task, `inner_steps` steps of SGD (or of Adam with beta1 = 0, as in
+    the paper) on its support set reach weights `W`; there is no outer tape.
+    The gradient handed to the compiled optimizer is `phi - mean_tasks(W)`,
+    so that `keras.optimizers.SGD(learning_rate=eps)` gives exactly the
+    paper's update `phi <- phi + eps * (mean W - phi)`; any other Keras
+    optimizer (Adam, as the paper's code uses) treats it as a gradient. The
+    query set only serves the reported loss and metrics (after adaptation).
+
+    Args:
+        learner: a built `keras.Model`; see `MetaLearner`.
+        inner_lr: inner step size (the paper: Adam at 0.001).
+        inner_steps: k, the inner steps during meta-training (k > 1: with a
+            single step Reptile reduces to joint training).
+        eval_inner_steps: inner steps at evaluation (the paper uses 50).
+        inner_optimizer: `"sgd"` or `"adam"` (beta1 = 0, fresh state per task).
+    """
+
+    def __init__(
+        self,
+        learner,
+        inner_lr=0.01,
+        inner_steps=5,
+        eval_inner_steps=None,
+        inner_optimizer="sgd",
+        **kwargs,
+    ):
+        super().__init__(
+            learner,
+            inner_lr=inner_lr,
+            inner_steps=inner_steps,
+            eval_inner_steps=eval_inner_steps,
+            **kwargs,
+        )
+        if inner_optimizer not in INNER_OPTIMIZERS:
+            raise ValueError(
+                f"inner_optimizer must be one of {INNER_OPTIMIZERS}, got "
+                f"{inner_optimizer!r}."
+            )
+        self.inner_optimizer = inner_optimizer
+
+    def _adapt_task(
+        self, weights, state, support_x, support_y, steps, differentiable
+    ):
+        descent = (
+            inner_loop.adam_descent
+            if self.inner_optimizer == "adam"
+            else inner_loop.gradient_descent
+        )
+        kwargs = (
+            {} if self.inner_optimizer == "adam" else {"differentiable": False}
+        )
+        return descent(
+            self._support_loss_fn(support_x, support_y),
+            weights,
+            state,
+            steps,
+            self.inner_lr,
+            **kwargs,
+        )
+
+    def train_step(self, data):
+        """One Reptile update: hands `phi - mean_tasks(W)` to the optimizer."""
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        support_x, support_y, query_x = self._unpack_episodes(x)
+        if y is None:
+            raise ValueError(
+                "Reptile reports query metrics: pass (x, query_y) episodes."
+            )
+        weights, state = self._weights_and_state()
+        loss_dtype = losses_dtype(self.learner)
+
+        def one_task(task):
+            task_support_x, task_support_y, task_query_x, task_query_y = task
+            adapted, task_state = self._adapt_task(
+                weights,
+                state,
+                task_support_x,
+                task_support_y,
+                self.inner_steps,
+                differentiable=False,
+            )
+            y_pred, task_state = self._forward(
+                adapted, task_state, task_query_x
+            )
+            loss = tf.cast(self.task_loss(task_query_y, y_pred), loss_dtype)
+            return adapted, loss, y_pred, task_state
+
+        adapted, losses, y_pred, new_state = tf.map_fn(
+            one_task,
+            (support_x, support_y, query_x, y),
+            fn_output_signature=(
+                [tf.TensorSpec(w.shape, w.dtype) for w in weights],
+                tf.TensorSpec([], loss_dtype),
+                self._query_spec(query_x),
+                [tf.TensorSpec(s.shape, s.dtype) for s in state],
+            ),
+        )
+        meta_grads = [
+            w - tf.reduce_mean(task_w, axis=0)
+            for w, task_w in zip(weights, adapted)
+        ]
+        self.optimizer.apply_gradients(
+            zip(meta_grads, self.learner.trainable_variables)
+        )
+        self._assign_state(new_state)
+        return self._update_metrics(
+            x, y, y_pred, tf.reduce_mean(losses), tf.shape(support_x)[0]
+        )
+
+    def get_config(self):
+        return {**super().get_config(), "inner_optimizer": self.inner_optimizer}
