@@ -102,16 +102,35 @@ class MetaLearner(keras.Model):
             raise ValueError(f"inner_lr must be positive, got {inner_lr}.")
         self.learner = learner
         self.inner_lr = float(inner_lr)
-        self.inner_steps = _as_int(inner_steps, "inner_steps", 0)
+        self.inner_steps = inner_steps
         self.eval_inner_steps = (
-            self.inner_steps
-            if eval_inner_steps is None
-            else _as_int(eval_inner_steps, "eval_inner_steps", 0)
+            self.inner_steps if eval_inner_steps is None else eval_inner_steps
         )
         self._input_rank = len(learner.inputs[0].shape)
         # The learner is built, so is the meta-learner: Keras need not trace
         # a symbolic episode through the inner loop to create weights.
         self.built = True
+
+    @property
+    def inner_steps(self):
+        """Inner steps per task during meta-training."""
+        return self._inner_steps
+
+    @inner_steps.setter
+    def inner_steps(self, value):
+        self._inner_steps = _as_int(value, "inner_steps", 0)
+        self.train_function = None  # retrace with the new count
+
+    @property
+    def eval_inner_steps(self):
+        """Inner steps per task in `evaluate`, `predict` and `model(x)`."""
+        return self._eval_inner_steps
+
+    @eval_inner_steps.setter
+    def eval_inner_steps(self, value):
+        self._eval_inner_steps = _as_int(value, "eval_inner_steps", 0)
+        self.test_function = None  # retrace with the new count
+        self.predict_function = None
 
     # ------------------------------------------------------------------
     # Per-task building blocks, shared by every algorithm.
@@ -271,6 +290,10 @@ class MetaLearner(keras.Model):
         self._check_label_values(x.get("support_y"), y)
 
     def fit(self, x=None, y=None, *args, **kwargs):
+        if isinstance(x, tf.data.Dataset):
+            # Episode streams are random already; Keras would warn that it
+            # cannot shuffle a dataset.
+            kwargs.setdefault("shuffle", False)
         self._check_sample(x, y)
         validation = kwargs.get("validation_data")
         if isinstance(validation, tf.data.Dataset):

@@ -38,11 +38,16 @@ def as_episode(support_x, support_y, query_x, query_y):
 class ClassIndex:
     """Examples grouped by class, for sampling without replacement.
 
-    `table[c, j]` is the position (in the original arrays) of the j-th example
-    of class c, for `j < counts[c]`; the rest of each row is padding.
+    `table[b, j]` is the position (in the original arrays) of the j-th example
+    of base class b, for `j < counts[b]`; the rest of each row is padding.
+
+    The classes that episodes draw from are *virtual* classes, pairs
+    `(base class row, variant)`: by default one per base class (variant 0),
+    but a base class can stand for several, for example Omniglot's rotated
+    copies (variant k = rotation by k * 90 degrees).
     """
 
-    def __init__(self, labels):
+    def __init__(self, labels, variants=None):
         labels = np.asarray(labels)
         if labels.ndim != 1:
             raise ValueError(
@@ -61,14 +66,25 @@ class ClassIndex:
         self.table = np.zeros((len(self.classes), width), np.int64)
         for c, (start, count) in enumerate(zip(starts, self.counts)):
             self.table[c, :count] = order[start : start + count]
+        if variants is None:
+            variants = np.zeros(len(self.classes), np.int32)
+            rows = np.arange(len(self.classes))
+        else:
+            rows, variants = (np.asarray(a) for a in zip(*variants))
+        self.virtual_rows = np.asarray(rows, np.int64)
+        self.virtual_variants = np.asarray(variants, np.int32)
+
+    @property
+    def num_classes(self):
+        """How many (virtual) classes episodes draw from."""
+        return len(self.virtual_rows)
 
     def check(self, ways, shots, queries, what="the data"):
         """Raises `ValueError` unless every task can be drawn."""
-        num_classes = len(self.classes)
-        if ways > num_classes:
+        if ways > self.num_classes:
             raise ValueError(
-                f"ways={ways} is more than the {num_classes} classes of "
-                f"{what}; use ways <= {num_classes} or more classes."
+                f"ways={ways} is more than the {self.num_classes} classes of "
+                f"{what}; use ways <= {self.num_classes} or more classes."
             )
         need = shots + queries
         smallest = int(np.argmin(self.counts))
@@ -82,24 +98,32 @@ class ClassIndex:
             )
 
     def sample(self, seed_classes, seed_examples, tasks, ways, per_class):
-        """Positions `[tasks, ways, per_class]` of the examples of `tasks`
-        episodes: `ways` distinct classes each (in random order, so that
-        label j names a random class) and `per_class` distinct examples of
-        each class."""
-        num_classes, width = self.table.shape
+        """Draws `tasks` episodes in the graph.
+
+        Each has `ways` distinct classes (in random order, so that label j
+        names a random class) and `per_class` distinct examples of each.
+
+        Returns:
+            `(positions [tasks, ways, per_class], variants [tasks, ways])`.
+        """
+        width = self.table.shape[1]
         class_scores = tf.random.stateless_uniform(
-            [tasks, num_classes], seed=seed_classes
+            [tasks, self.num_classes], seed=seed_classes
         )
         chosen = tf.math.top_k(class_scores, k=ways).indices
-        counts = tf.gather(tf.constant(self.counts, tf.int32), chosen)
+        rows = tf.gather(tf.constant(self.virtual_rows), chosen)
+        variants = tf.gather(tf.constant(self.virtual_variants), chosen)
+        counts = tf.gather(tf.constant(self.counts, tf.int32), rows)
         example_scores = tf.random.stateless_uniform(
             [tasks, ways, width], seed=seed_examples
         )
         valid = tf.range(width)[None, None, :] < counts[..., None]
         example_scores = tf.where(valid, example_scores, -1.0)
         slots = tf.math.top_k(example_scores, k=per_class).indices
-        rows = tf.gather(tf.constant(self.table), chosen)
-        return tf.gather(rows, slots, batch_dims=2)
+        positions = tf.gather(
+            tf.gather(tf.constant(self.table), rows), slots, batch_dims=2
+        )
+        return positions, variants
 
 
 def episodes_from_arrays(
@@ -150,23 +174,31 @@ def episodes_from_arrays(
 
 
 def episodes_from_index(
-    images, index, ways, shots, queries, meta_batch, seed, transform=None
+    images,
+    index,
+    ways,
+    shots,
+    queries,
+    meta_batch,
+    seed,
+    transform=None,
 ):
     """The episode stream over a tensor of `images` grouped by `index`.
 
-    `transform(images, class_slots, seed)`, if given, maps the gathered
-    `[T, ways, shots + queries, ...]` images (for example to rotate classes).
+    `transform(images, variants)`, if given, maps the gathered images
+    `[T, ways, shots + queries, ...]` of each class variant `[T, ways]` (for
+    example, rotates Omniglot's rotated classes).
     """
     per_class = shots + queries
 
     def meta_batch_at(i):
-        seed_classes, seed_examples, seed_transform = batch_seeds(seed, i, 3)
-        positions = index.sample(
+        seed_classes, seed_examples = batch_seeds(seed, i, 2)
+        positions, variants = index.sample(
             seed_classes, seed_examples, meta_batch, ways, per_class
         )
         batch = tf.gather(images, positions)
         if transform is not None:
-            batch = transform(batch, positions, seed_transform)
+            batch = transform(batch, variants)
         labels = tf.broadcast_to(
             tf.range(ways, dtype=tf.int32)[None, :, None],
             [meta_batch, ways, per_class],

@@ -1,0 +1,292 @@
+"""Meta-gradients against closed forms and float64 finite differences.
+
+Every expected value here is computed with numpy alone, never by keras_meta.
+A meta-gradient is read off one `fit` step with `SGD(learning_rate=1)`:
+the step moves the initialisation by exactly minus the meta-gradient.
+"""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_meta
+
+RNG = np.random.default_rng(0)
+
+
+def linear_learner(dim):
+    return keras.Sequential(
+        [keras.Input((dim,)), keras.layers.Dense(1, use_bias=False)]
+    )
+
+
+def meta_step(model, episode, learning_rate=1.0):
+    """Weights before and after one meta-update on `episode` (numpy)."""
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=learning_rate),
+        loss=model_loss(model),
+    )
+    before = [v.numpy().copy() for v in model.learner.trainable_variables]
+    x, y = episode
+    model.fit(x, y, batch_size=len(y), epochs=1, shuffle=False, verbose=0)
+    after = [v.numpy() for v in model.learner.trainable_variables]
+    return before, after
+
+
+def model_loss(model):
+    if model.learner.outputs[0].shape[-1] == 1:
+        return "mse"
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def regression_tasks(tasks=3, shots=6, queries=5, dim=4):
+    support_x = RNG.normal(size=(tasks, shots, dim))
+    query_x = RNG.normal(size=(tasks, queries, dim))
+    true_w = RNG.normal(size=(tasks, dim, 1))
+    support_y = support_x @ true_w + 0.1 * RNG.normal(size=(tasks, shots, 1))
+    query_y = query_x @ true_w
+    x = {"support_x": support_x, "support_y": support_y, "query_x": query_x}
+    return x, query_y
+
+
+def closed_form_meta_gradient(w, x, query_y, alpha, steps, second_order):
+    """MAML's meta-gradient for linear least squares, by the closed form.
+
+    Inner loss (1/n)|Xs w - ys|^2 has gradient (2/n) Xs^T (Xs w - ys), so one
+    step is the affine map w -> A w + b with A = I - (2a/n) Xs^T Xs: the
+    Jacobian of k steps is A^k (A is symmetric).
+    """
+    grads = []
+    for xs, ys, xq, yq in zip(
+        x["support_x"], x["support_y"], x["query_x"], query_y
+    ):
+        n, dim = xs.shape
+        jacobian_step = np.eye(dim) - (2 * alpha / n) * xs.T @ xs
+        adapted = w
+        for _ in range(steps):
+            adapted = adapted - alpha * (2 / n) * xs.T @ (xs @ adapted - ys)
+        query_grad = (2 / len(xq)) * xq.T @ (xq @ adapted - yq)
+        if second_order:
+            query_grad = (
+                np.linalg.matrix_power(jacobian_step, steps) @ query_grad
+            )
+        grads.append(query_grad)
+    return np.mean(grads, axis=0)
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_maml_matches_closed_form_for_linear_regression(float64, steps):
+    alpha = 0.05
+    episode = regression_tasks()
+    first = keras_meta.MAML(linear_learner(4), inner_lr=alpha,
+                            inner_steps=steps)
+    w0 = first.learner.trainable_variables[0].numpy().copy()
+    second_order = closed_form_meta_gradient(
+        w0, *episode, alpha, steps, second_order=True
+    )
+    first_order = closed_form_meta_gradient(
+        w0, *episode, alpha, steps, second_order=False
+    )
+    assert np.abs(second_order - first_order).max() > 1e-3  # they differ
+
+    before, after = meta_step(first, episode)
+    np.testing.assert_allclose(before[0] - after[0], second_order, rtol=1e-9,
+                               atol=1e-12)
+
+    fomaml = keras_meta.MAML(
+        linear_learner(4), inner_lr=alpha, inner_steps=steps, first_order=True
+    )
+    fomaml.learner.set_weights([w0])
+    before, after = meta_step(fomaml, episode)
+    np.testing.assert_allclose(before[0] - after[0], first_order, rtol=1e-9,
+                               atol=1e-12)
+
+
+# -- finite differences on a small two-layer network --------------------
+
+
+def two_layer_learner(dim, hidden, outputs):
+    return keras.Sequential(
+        [
+            keras.Input((dim,)),
+            keras.layers.Dense(hidden, activation="tanh"),
+            keras.layers.Dense(outputs),
+        ]
+    )
+
+
+def numpy_forward(params, x):
+    w1, b1, w2, b2 = params
+    hidden = np.tanh(x @ w1 + b1)
+    return hidden, hidden @ w2 + b2
+
+
+def numpy_cross_entropy(logits, labels):
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return -log_probs[np.arange(len(labels)), labels].mean()
+
+
+def numpy_support_gradient(params, x, labels):
+    """Backprop of mean softmax cross-entropy through the two-layer net."""
+    w1, b1, w2, b2 = params
+    hidden, logits = numpy_forward(params, x)
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    d_logits = probs.copy()
+    d_logits[np.arange(len(labels)), labels] -= 1
+    d_logits /= len(labels)
+    d_hidden = d_logits @ w2.T * (1 - hidden**2)
+    return [x.T @ d_hidden, d_hidden.sum(0), hidden.T @ d_logits,
+            d_logits.sum(0)]
+
+
+def numpy_meta_loss(params, x, query_y, alpha, steps, adapt_indices):
+    losses = []
+    for t in range(len(query_y)):
+        fast = [p.copy() for p in params]
+        for _ in range(steps):
+            grads = numpy_support_gradient(
+                fast, x["support_x"][t], x["support_y"][t]
+            )
+            for i in adapt_indices:
+                fast[i] = fast[i] - alpha * grads[i]
+        _, logits = numpy_forward(fast, x["query_x"][t])
+        losses.append(numpy_cross_entropy(logits, query_y[t]))
+    return np.mean(losses)
+
+
+def finite_difference_gradient(fn, params, eps=1e-6):
+    grads = []
+    for i, p in enumerate(params):
+        g = np.zeros_like(p)
+        for idx in np.ndindex(p.shape):
+            shifted_up = [q.copy() for q in params]
+            shifted_down = [q.copy() for q in params]
+            shifted_up[i][idx] += eps
+            shifted_down[i][idx] -= eps
+            g[idx] = (fn(shifted_up) - fn(shifted_down)) / (2 * eps)
+        grads.append(g)
+    return grads
+
+
+def classification_tasks(tasks=2, ways=3, shots=2, queries=3, dim=4):
+    support_y = np.tile(np.repeat(np.arange(ways), shots), (tasks, 1))
+    query_y = np.tile(np.repeat(np.arange(ways), queries), (tasks, 1))
+    centers = RNG.normal(size=(tasks, ways, dim))
+    support_x = np.take_along_axis(
+        centers, support_y[..., None], axis=1
+    ) + 0.5 * RNG.normal(size=(tasks, ways * shots, dim))
+    query_x = np.take_along_axis(
+        centers, query_y[..., None], axis=1
+    ) + 0.5 * RNG.normal(size=(tasks, ways * queries, dim))
+    x = {"support_x": support_x, "support_y": support_y, "query_x": query_x}
+    return x, query_y
+
+
+@pytest.mark.parametrize(
+    "algorithm, steps, adapt_indices",
+    [("maml", 2, [0, 1, 2, 3]), ("anil", 2, [2, 3])],
+)
+def test_meta_gradient_matches_finite_differences(
+    float64, algorithm, steps, adapt_indices
+):
+    alpha = 0.5
+    learner = two_layer_learner(4, 5, 3)
+    if algorithm == "maml":
+        model = keras_meta.MAML(learner, inner_lr=alpha, inner_steps=steps)
+    else:
+        model = keras_meta.ANIL(learner, inner_lr=alpha, inner_steps=steps)
+    x, query_y = classification_tasks()
+    params = [v.numpy().copy() for v in learner.trainable_variables]
+    expected = finite_difference_gradient(
+        lambda p: numpy_meta_loss(p, x, query_y, alpha, steps, adapt_indices),
+        params,
+    )
+    before, after = meta_step(model, (x, query_y))
+    for b, a, e in zip(before, after, expected):
+        np.testing.assert_allclose(b - a, e, rtol=1e-6, atol=1e-8)
+    # The body moved: ANIL's meta-gradient reaches it through the head.
+    assert np.abs(before[0] - after[0]).max() > 1e-4
+
+
+# -- Reptile --------------------------------------------------------------
+
+
+def numpy_reptile_weights(w, x, alpha, steps, optimizer):
+    """Per-task adapted weights of linear least squares, in numpy."""
+    adapted = []
+    for xs, ys in zip(x["support_x"], x["support_y"]):
+        n = len(xs)
+        v = np.zeros_like(w)
+        wt = w.copy()
+        for step in range(1, steps + 1):
+            g = (2 / n) * xs.T @ (xs @ wt - ys)
+            if optimizer == "sgd":
+                wt = wt - alpha * g
+            else:  # Adam with beta1 = 0
+                v = 0.999 * v + 0.001 * g**2
+                v_hat = v / (1 - 0.999**step)
+                wt = wt - alpha * g / (np.sqrt(v_hat) + 1e-8)
+        adapted.append(wt)
+    return np.stack(adapted)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_reptile_update_is_interpolation_towards_mean_adapted_weights(
+    float64, optimizer
+):
+    alpha, eps, steps = 0.05, 0.3, 4
+    episode = regression_tasks(tasks=4)
+    model = keras_meta.Reptile(
+        linear_learner(4), inner_lr=alpha, inner_steps=steps,
+        inner_optimizer=optimizer,
+    )
+    phi = model.learner.trainable_variables[0].numpy().copy()
+    mean_w = numpy_reptile_weights(
+        phi, episode[0], alpha, steps, optimizer
+    ).mean(axis=0)
+    before, after = meta_step(model, episode, learning_rate=eps)
+    np.testing.assert_allclose(before[0], phi)
+    np.testing.assert_allclose(
+        after[0], phi + eps * (mean_w - phi), rtol=1e-9, atol=1e-12
+    )
+
+
+# -- adapt ------------------------------------------------------------------
+
+
+def test_anil_adapt_changes_only_the_head():
+    learner = keras_meta.models.conv4(3, input_shape=(16, 16, 1), filters=4)
+    model = keras_meta.ANIL(learner, inner_lr=0.5, inner_steps=2)
+    model.compile(
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    support_x = RNG.random((6, 16, 16, 1)).astype("float32")
+    support_y = np.repeat(np.arange(3), 2)
+    initial = [v.numpy().copy() for v in learner.trainable_variables]
+    adapted = model.adapt(support_x, support_y)
+    head = {id(v) for v in learner.layers[-1].trainable_variables}
+    assert len(adapted) == len(initial)
+    for v, start, new in zip(learner.trainable_variables, initial, adapted):
+        np.testing.assert_array_equal(v.numpy(), start)  # learner untouched
+        if id(v) in head:
+            assert np.abs(new.numpy() - start).max() > 1e-4
+        else:
+            np.testing.assert_array_equal(new.numpy(), start)
+
+
+def test_maml_adapt_is_plain_gradient_descent(float64):
+    """`adapt` with k steps equals k numpy gradient steps (linear MSE)."""
+    model = keras_meta.MAML(linear_learner(3), inner_lr=0.1)
+    model.compile(loss="mse")
+    xs = RNG.normal(size=(8, 3))
+    ys = RNG.normal(size=(8, 1))
+    w = model.learner.trainable_variables[0].numpy()
+    expected = w.copy()
+    for _ in range(3):
+        expected = expected - 0.1 * (2 / 8) * xs.T @ (xs @ expected - ys)
+    (adapted,) = model.adapt(xs, ys, steps=3)
+    np.testing.assert_allclose(adapted.numpy(), expected, rtol=1e-10)
+    assert isinstance(adapted, tf.Tensor)
