@@ -138,7 +138,10 @@ class MetaLearner(keras.Model):
     @property
     def task_loss(self):
         """`fn(y_true, y_pred) -> scalar`: the loss given to `compile`."""
-        if getattr(self, "_task_loss_source", None) is not self.loss:
+        if (
+            self.loss is None
+            or getattr(self, "_task_loss_source", None) is not self.loss
+        ):
             self._task_loss_fn = inner_loop.resolve_task_loss(self.loss)
             self._task_loss_source = self.loss
         return self._task_loss_fn

@@ -14,7 +14,9 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 def shared_data_dir():
     """`../shared/data` beside the checkout (or $KERAS_META_SHARED_DATA)."""
     return pathlib.Path(
-        os.environ.get("KERAS_META_SHARED_DATA", REPO.parent / "shared" / "data")
+        os.environ.get(
+            "KERAS_META_SHARED_DATA", REPO.parent / "shared" / "data"
+        )
     )
 
 

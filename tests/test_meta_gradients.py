@@ -79,8 +79,9 @@ def closed_form_meta_gradient(w, x, query_y, alpha, steps, second_order):
 def test_maml_matches_closed_form_for_linear_regression(float64, steps):
     alpha = 0.05
     episode = regression_tasks()
-    first = keras_meta.MAML(linear_learner(4), inner_lr=alpha,
-                            inner_steps=steps)
+    first = keras_meta.MAML(
+        linear_learner(4), inner_lr=alpha, inner_steps=steps
+    )
     w0 = first.learner.trainable_variables[0].numpy().copy()
     second_order = closed_form_meta_gradient(
         w0, *episode, alpha, steps, second_order=True
@@ -91,16 +92,18 @@ def test_maml_matches_closed_form_for_linear_regression(float64, steps):
     assert np.abs(second_order - first_order).max() > 1e-3  # they differ
 
     before, after = meta_step(first, episode)
-    np.testing.assert_allclose(before[0] - after[0], second_order, rtol=1e-9,
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        before[0] - after[0], second_order, rtol=1e-9, atol=1e-12
+    )
 
     fomaml = keras_meta.MAML(
         linear_learner(4), inner_lr=alpha, inner_steps=steps, first_order=True
     )
     fomaml.learner.set_weights([w0])
     before, after = meta_step(fomaml, episode)
-    np.testing.assert_allclose(before[0] - after[0], first_order, rtol=1e-9,
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        before[0] - after[0], first_order, rtol=1e-9, atol=1e-12
+    )
 
 
 # -- finite differences on a small two-layer network --------------------
@@ -138,8 +141,12 @@ def numpy_support_gradient(params, x, labels):
     d_logits[np.arange(len(labels)), labels] -= 1
     d_logits /= len(labels)
     d_hidden = d_logits @ w2.T * (1 - hidden**2)
-    return [x.T @ d_hidden, d_hidden.sum(0), hidden.T @ d_logits,
-            d_logits.sum(0)]
+    return [
+        x.T @ d_hidden,
+        d_hidden.sum(0),
+        hidden.T @ d_logits,
+        d_logits.sum(0),
+    ]
 
 
 def numpy_meta_loss(params, x, query_y, alpha, steps, adapt_indices):
@@ -240,7 +247,9 @@ def test_reptile_update_is_interpolation_towards_mean_adapted_weights(
     alpha, eps, steps = 0.05, 0.3, 4
     episode = regression_tasks(tasks=4)
     model = keras_meta.Reptile(
-        linear_learner(4), inner_lr=alpha, inner_steps=steps,
+        linear_learner(4),
+        inner_lr=alpha,
+        inner_steps=steps,
         inner_optimizer=optimizer,
     )
     phi = model.learner.trainable_variables[0].numpy().copy()

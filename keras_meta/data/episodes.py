@@ -89,9 +89,10 @@ class ClassIndex:
         need = shots + queries
         smallest = int(np.argmin(self.counts))
         if self.counts[smallest] < need:
+            name = self.classes[smallest].tolist()
             raise ValueError(
                 f"shots + queries = {shots} + {queries} = {need} images per "
-                f"class, but class {self.classes[smallest]!r} of {what} has "
+                f"class, but class {name!r} of {what} has "
                 f"only {self.counts[smallest]}; lower shots or queries to a "
                 f"total of at most {self.counts.min()}, or drop the classes "
                 "with fewer images."

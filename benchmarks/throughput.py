@@ -1,0 +1,208 @@
+"""Meta-training throughput and peak memory of every algorithm.
+
+Trains each algorithm through the public API, the way a user does
+(`compile(optimizer="adam", ...)`, then `fit`), on synthetic episodes of the
+right shape, and reports tasks per second (the median over timed
+meta-iterations after warm-up) and the peak resident memory of the process.
+Each (algorithm, configuration) runs in a fresh subprocess, so that peak
+memory is its own.
+
+    python benchmarks/throughput.py                      # the table
+    python benchmarks/throughput.py --json out.json      # and a JSON copy
+    python benchmarks/throughput.py --only maml --configs omniglot_5w1s_max
+
+Time it on an idle machine: any other busy process distorts the figures.
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+CONFIGS = {
+    # name: (ways, shots, queries, tasks, image shape, filters, pooling,
+    #        inner steps, Reptile inner steps)
+    "omniglot_5w1s_max": (5, 1, 15, 32, (28, 28, 1), 64, "max", 1, 5),
+    "omniglot_5w1s_stride": (5, 1, 15, 32, (28, 28, 1), 64, "stride", 1, 5),
+}
+ALGORITHMS = ("maml", "fomaml", "anil", "reptile", "pretrain")
+
+
+def build(algorithm, config):
+    import keras
+
+    import keras_meta
+
+    ways, shots, queries, tasks, shape, filters, pooling, steps, k = config
+    if algorithm == "pretrain":
+        learner = keras_meta.models.conv4(64, shape, filters, pooling)
+        model = keras_meta.Pretrain(learner, ways=ways)
+    else:
+        learner = keras_meta.models.conv4(ways, shape, filters, pooling)
+        model = {
+            "maml": lambda: keras_meta.MAML(learner, 0.4, steps),
+            "fomaml": lambda: keras_meta.MAML(
+                learner, 0.4, steps, first_order=True
+            ),
+            "anil": lambda: keras_meta.ANIL(learner, 0.4, steps),
+            "reptile": lambda: keras_meta.Reptile(
+                learner, 0.001, k, inner_optimizer="adam"
+            ),
+        }[algorithm]()
+    model.compile(
+        optimizer="adam",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def synthetic_data(algorithm, config):
+    import numpy as np
+    import tensorflow as tf
+
+    ways, shots, queries, tasks, shape, *_ = config
+    rng = np.random.default_rng(0)
+    if algorithm == "pretrain":
+        # The same images per step as a meta-batch: T * N * (K + Q).
+        batch = tasks * ways * (shots + queries)
+        data = (
+            rng.random((batch, *shape), dtype=np.float32),
+            rng.integers(0, 64, batch),
+        )
+    else:
+        data = (
+            {
+                "support_x": rng.random(
+                    (tasks, ways * shots, *shape), dtype=np.float32
+                ),
+                "support_y": np.tile(
+                    np.repeat(np.arange(ways), shots), (tasks, 1)
+                ),
+                "query_x": rng.random(
+                    (tasks, ways * queries, *shape), dtype=np.float32
+                ),
+            },
+            np.tile(np.repeat(np.arange(ways), queries), (tasks, 1)),
+        )
+    return tf.data.Dataset.from_tensors(data).repeat().prefetch(2)
+
+
+def measure(algorithm, config_name, warmup, iterations):
+    """Runs in the subprocess: returns a dict of figures."""
+    import keras
+
+    config = CONFIGS[config_name]
+    model = build(algorithm, config)
+    data = synthetic_data(algorithm, config)
+    times = []
+
+    class Timer(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            times.append(time.perf_counter() - self.start)
+
+    start = time.perf_counter()
+    model.fit(
+        data,
+        steps_per_epoch=warmup + iterations,
+        verbose=0,
+        callbacks=[Timer()],
+    )
+    total = time.perf_counter() - start
+    seconds = statistics.median(times[warmup:])
+    tasks = config[3]
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "algorithm": algorithm,
+        "config": config_name,
+        "seconds_per_iteration": seconds,
+        "tasks_per_second": tasks / seconds,
+        "peak_rss_mib": peak_kib / 1024,
+        "first_iterations_seconds": total - sum(times[warmup:]),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--only", nargs="*", default=list(ALGORITHMS), choices=ALGORITHMS
+    )
+    parser.add_argument(
+        "--configs", nargs="*", default=list(CONFIGS), choices=list(CONFIGS)
+    )
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--json", help="also write the table here")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        result = measure(*args.child, args.warmup, args.iterations)
+        print("RESULT " + json.dumps(result))
+        return
+
+    rows = []
+    for config_name in args.configs:
+        for algorithm in args.only:
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    algorithm,
+                    config_name,
+                    "--warmup",
+                    str(args.warmup),
+                    "--iterations",
+                    str(args.iterations),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            line = [
+                x for x in out.stdout.splitlines() if x.startswith("RESULT ")
+            ]
+            if out.returncode or not line:
+                sys.exit(f"{algorithm} on {config_name} failed:\n{out.stderr}")
+            rows.append(json.loads(line[0][len("RESULT ") :]))
+            r = rows[-1]
+            print(
+                f"{r['config']:<24} {r['algorithm']:<9} "
+                f"{r['seconds_per_iteration']:7.3f} s/it "
+                f"{r['tasks_per_second']:7.1f} tasks/s "
+                f"{r['peak_rss_mib']:7.0f} MiB peak",
+                flush=True,
+            )
+    command = "python " + " ".join(sys.argv)
+    print(f"\nReproduce with: {command}")
+    if args.json:
+        import tensorflow as tf
+
+        with open(args.json, "w") as f:
+            json.dump(
+                {
+                    "command": command,
+                    "machine": {
+                        "cpus": os.cpu_count(),
+                        "platform": platform.platform(),
+                        "tensorflow": tf.__version__,
+                    },
+                    "results": rows,
+                },
+                f,
+                indent=2,
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""absl-flag training scripts: `python -m train.maml`, thin over keras_meta."""
