@@ -195,3 +195,51 @@ class LearnerSplit:
                 f"The learner's last {head_layers} layer(s) have no trainable "
                 "variables, so there is nothing to adapt: increase head_layers."
             )
+
+
+class BatchNormStatistics:
+    """Runs a model with batch-norm statistics taken from another batch.
+
+    Keras's `BatchNormalization` normalises with the batch's own statistics
+    in training mode and with its moving statistics in inference mode. To
+    classify a query set with the statistics of the support set alone (the
+    non-transductive protocol), this runs the support set in training mode
+    from zeroed moving statistics: one momentum update then leaves exactly
+    `(1 - momentum) * batch statistic` in each moving variable, layer by
+    layer, which it rescales and hands to an inference-mode call.
+    """
+
+    def __init__(self, model):
+        variables = model.non_trainable_variables
+        self.layers = []
+        for layer in model._flatten_layers(include_self=False):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                mean, variance = variable_indices(
+                    [layer.moving_mean, layer.moving_variance], variables
+                )
+                self.layers.append((mean, variance, layer.momentum))
+
+    def __bool__(self):
+        return bool(self.layers)
+
+    def of(self, model, weights, state, x):
+        """The state whose moving statistics are the batch statistics of
+        `x` at every batch-norm layer of `model` run with `weights`."""
+        probe = list(state)
+        for mean, variance, _ in self.layers:
+            probe[mean] = keras.ops.zeros_like(state[mean])
+            probe[variance] = keras.ops.zeros_like(state[variance])
+        _, updated = model.stateless_call(weights, probe, x, training=True)
+        statistics = list(state)
+        for mean, variance, momentum in self.layers:
+            statistics[mean] = updated[mean] / (1.0 - momentum)
+            statistics[variance] = updated[variance] / (1.0 - momentum)
+        return [tf.stop_gradient(s) for s in statistics]
+
+    def call(self, model, weights, state, x, reference_x):
+        """`model(x)` normalised with the statistics of `reference_x`, in
+        inference mode (so Dropout is off)."""
+        if self.layers:
+            state = self.of(model, weights, state, reference_x)
+        y_pred, _ = model.stateless_call(weights, state, x, training=False)
+        return y_pred

@@ -26,13 +26,17 @@ learner in inference mode (`learner(x, training=False)`); adaptation and
 evaluation never read them. Evaluation leaves them untouched.
 """
 
+import os
+
 import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_meta import inner_loop
+from keras_meta.atomic import atomic_path
 
 EPISODE_KEYS = ("support_x", "support_y", "query_x")
+BN_MODES = ("transductive", "non_transductive")
 
 
 def _as_int(value, name, minimum):
@@ -81,6 +85,8 @@ class MetaLearner(keras.Model):
         inner_steps: inner steps per task during meta-training.
         eval_inner_steps: inner steps per task in `evaluate`, `predict` and
             `model(x)`; defaults to `inner_steps`.
+        bn_mode: `"transductive"` or `"non_transductive"`: which batch-norm
+            statistics normalise query images at evaluation (see `bn_mode`).
         **kwargs: passed to `keras.Model` (for example `name`).
     """
 
@@ -90,6 +96,7 @@ class MetaLearner(keras.Model):
         inner_lr=0.01,
         inner_steps=1,
         eval_inner_steps=None,
+        bn_mode="transductive",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -107,9 +114,34 @@ class MetaLearner(keras.Model):
             self.inner_steps if eval_inner_steps is None else eval_inner_steps
         )
         self._input_rank = len(learner.inputs[0].shape)
+        self._batch_norm = inner_loop.BatchNormStatistics(learner)
+        self.bn_mode = bn_mode
         # The learner is built, so is the meta-learner: Keras need not trace
         # a symbolic episode through the inner loop to create weights.
         self.built = True
+
+    @property
+    def bn_mode(self):
+        """How evaluation normalises query batch-norm activations.
+
+        `"transductive"`: with the statistics of the query batch itself
+        (MAML's reference protocol; the learner runs in training mode).
+        `"non_transductive"`: with the statistics of the task's support set
+        alone, in inference mode, so that each query image is classified
+        independently of the others (and Dropout is off). Meta-training is
+        always transductive.
+        """
+        return self._bn_mode
+
+    @bn_mode.setter
+    def bn_mode(self, value):
+        if value not in BN_MODES:
+            raise ValueError(
+                f"bn_mode must be one of {BN_MODES}, got {value!r}."
+            )
+        self._bn_mode = value
+        self.test_function = None  # retrace with the new mode
+        self.predict_function = None
 
     @property
     def inner_steps(self):
@@ -188,11 +220,22 @@ class MetaLearner(keras.Model):
         query_x,
         steps,
         differentiable=False,
+        transductive=True,
     ):
+        """Adapts to one task, then predicts its query set `[Q, ...]`.
+
+        Returns `(predictions, state)`. With `transductive=False` the query
+        is normalised with the support set's batch-norm statistics.
+        """
         fast, state = self._adapt_task(
             weights, state, support_x, support_y, steps, differentiable
         )
-        return self._forward(fast, state, query_x)
+        if transductive:
+            return self._forward(fast, state, query_x)
+        y_pred = self._batch_norm.call(
+            self.learner, fast, state, query_x, support_x
+        )
+        return y_pred, state
 
     def _query_spec(self, query_x):
         """Spec of one task's predictions, for `tf.map_fn`."""
@@ -354,10 +397,13 @@ class MetaLearner(keras.Model):
         """
         support_x, support_y, query_x = self._unpack_episodes(inputs)
         steps = self.inner_steps if training else self.eval_inner_steps
+        transductive = bool(training) or self.bn_mode == "transductive"
         weights, state = self._weights_and_state()
 
         def one_task(task):
-            y_pred, _ = self._task_predictions(weights, state, *task, steps)
+            y_pred, _ = self._task_predictions(
+                weights, state, *task, steps, transductive=transductive
+            )
             return y_pred
 
         return tf.map_fn(
@@ -468,6 +514,97 @@ class MetaLearner(keras.Model):
         return self(x, training=False)
 
     # ------------------------------------------------------------------
+    # Saving and deployment.
+
+    def save(self, filepath, overwrite=True, **kwargs):
+        """`keras.Model.save`, written atomically (temporary file, rename)."""
+        filepath = os.fspath(filepath)
+        if not filepath.endswith(".keras"):
+            return super().save(filepath, overwrite=overwrite, **kwargs)
+        if os.path.exists(filepath) and not overwrite:
+            raise ValueError(f"{filepath} exists and overwrite=False.")
+        with atomic_path(filepath, suffix=".keras") as staged:
+            super().save(staged, **kwargs)
+
+    def serving_signature(self):
+        """`tf.TensorSpec`s of the one-task serving function:
+        `support_x [S, ...]`, `support_y [S]` (or `[S, d]` for regression),
+        `query_x [Q, ...]`, with S and Q dynamic."""
+        input_spec = self.learner.inputs[0]
+        x_spec = tf.TensorSpec([None, *input_spec.shape[1:]], input_spec.dtype)
+        if self._num_classes() is not None:
+            y_spec = tf.TensorSpec([None], tf.int32)
+        else:
+            output_shape = self.learner.outputs[0].shape[1:]
+            y_spec = tf.TensorSpec(
+                [None, *output_shape], self.learner.outputs[0].dtype
+            )
+        return {"support_x": x_spec, "support_y": y_spec, "query_x": x_spec}
+
+    def export(
+        self,
+        filepath,
+        format="tf_saved_model",
+        verbose=False,
+        steps=None,
+        **kwargs,
+    ):
+        """Writes a SavedModel that adapts to one task and predicts.
+
+        Its serving signature (`serving_default`, also `serve`) takes ONE task
+        `support_x [S, ...]`, `support_y [S]` (int32 labels; `[S, d]` float
+        targets for regression) and `query_x [Q, ...]`, runs `steps` inner
+        steps (default `eval_inner_steps`) inside the graph, gradients
+        included, and returns `{"logits": [Q, N]}` (`{"predictions": ...}`
+        for regression), with batch-norm as `bn_mode` says. S and Q are
+        dynamic. It loads with `tf.saved_model.load` alone, without
+        keras_meta, and works with `saved_model_cli`. The folder is written
+        atomically.
+        """
+        if format != "tf_saved_model":
+            raise ValueError(
+                f"{type(self).__name__}.export writes format="
+                f"'tf_saved_model' only, got format={format!r}."
+            )
+        steps = (
+            self.eval_inner_steps
+            if steps is None
+            else _as_int(steps, "steps", 0)
+        )
+        spec = self.serving_signature()
+        output_key = (
+            "logits" if self._num_classes() is not None else "predictions"
+        )
+        transductive = self.bn_mode == "transductive"
+
+        def serve(support_x, support_y, query_x):
+            weights, state = self._weights_and_state()
+            y_pred, _ = self._task_predictions(
+                weights,
+                state,
+                support_x,
+                support_y,
+                query_x,
+                steps,
+                transductive=transductive,
+            )
+            return {output_key: y_pred}
+
+        archive = keras.export.ExportArchive()
+        archive.track(self)
+        archive.add_endpoint(
+            "serve",
+            serve,
+            input_signature=[
+                spec["support_x"],
+                spec["support_y"],
+                spec["query_x"],
+            ],
+        )
+        with atomic_path(filepath) as staged:
+            archive.write_out(staged, verbose=verbose)
+
+    # ------------------------------------------------------------------
     # Serialisation.
 
     def get_config(self):
@@ -478,6 +615,7 @@ class MetaLearner(keras.Model):
             "inner_lr": self.inner_lr,
             "inner_steps": self.inner_steps,
             "eval_inner_steps": self.eval_inner_steps,
+            "bn_mode": self.bn_mode,
         }
 
     @classmethod

@@ -88,6 +88,9 @@ class Pretrain(MetaLearner):
                     "pooling layer before the head."
                 )
             self._head = head
+            self._body_batch_norm = inner_loop.BatchNormStatistics(
+                self._split.body
+            )
             self._kernel_index, self._bias_index = inner_loop.variable_indices(
                 [head.kernel, head.bias], learner.trainable_variables
             )
@@ -99,14 +102,20 @@ class Pretrain(MetaLearner):
 
     # -- test-time adaptation -------------------------------------------
 
-    def _features(self, weights, state, x):
+    def _features(self, weights, state, x, reference_x=None):
+        """Body features of `x`; normalised with the batch-norm statistics
+        of `reference_x` if given (non-transductive), else of `x`."""
         split = self._split
-        features, _ = split.body.stateless_call(
-            [weights[i] for i in split.body_trainable],
-            [state[i] for i in split.body_non_trainable],
-            x,
-            training=True,
-        )
+        body_weights = [weights[i] for i in split.body_trainable]
+        body_state = [state[i] for i in split.body_non_trainable]
+        if reference_x is not None:
+            features = self._body_batch_norm.call(
+                split.body, body_weights, body_state, x, reference_x
+            )
+        else:
+            features, _ = split.body.stateless_call(
+                body_weights, body_state, x, training=True
+            )
         return tf.stop_gradient(features)
 
     def _head_logits(self, features, kernel, bias):
@@ -152,6 +161,7 @@ class Pretrain(MetaLearner):
         query_x,
         steps,
         differentiable=False,
+        transductive=True,
     ):
         if self.adaptation == "fine_tune":
             return super()._task_predictions(
@@ -162,12 +172,18 @@ class Pretrain(MetaLearner):
                 query_x,
                 steps,
                 differentiable,
+                transductive,
             )
         weights, state = self._adapt_task(
             weights, state, support_x, support_y, steps, differentiable
         )
         logits = self._head_logits(
-            self._features(weights, state, query_x),
+            self._features(
+                weights,
+                state,
+                query_x,
+                reference_x=None if transductive else support_x,
+            ),
             weights[self._kernel_index],
             weights[self._bias_index],
         )

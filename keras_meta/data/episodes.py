@@ -135,6 +135,7 @@ def episodes_from_arrays(
     queries,
     meta_batch,
     seed=0,
+    start=0,
 ):
     """An endless dataset of N-way K-shot meta-batches from in-memory arrays.
 
@@ -151,6 +152,8 @@ def episodes_from_arrays(
         ways, shots, queries: N, K and the query examples per class.
         meta_batch: T, tasks per element.
         seed: int; the same seed gives the same episodes.
+        start: index of the first meta-batch: `start=n` continues a stream
+            after its first n elements (to resume training).
 
     Returns:
         A `tf.data.Dataset` of `(x, y)`: `x = {"support_x": [T, N*K, ...],
@@ -170,7 +173,14 @@ def episodes_from_arrays(
     index = ClassIndex(labels)
     index.check(ways, shots, queries)
     return episodes_from_index(
-        tf.constant(images), index, ways, shots, queries, meta_batch, seed
+        tf.constant(images),
+        index,
+        ways,
+        shots,
+        queries,
+        meta_batch,
+        seed,
+        start=start,
     )
 
 
@@ -183,6 +193,7 @@ def episodes_from_index(
     meta_batch,
     seed,
     transform=None,
+    start=0,
 ):
     """The episode stream over a tensor of `images` grouped by `index`.
 
@@ -216,7 +227,7 @@ def episodes_from_index(
         )
 
     return (
-        tf.data.Dataset.counter()
+        tf.data.Dataset.counter(start=int(start))
         .map(
             meta_batch_at,
             num_parallel_calls=tf.data.AUTOTUNE,

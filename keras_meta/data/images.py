@@ -50,6 +50,7 @@ def image_episodes(
     classes=None,
     episodic=True,
     batch_size=None,
+    start=0,
 ):
     """Episodes (or supervised batches) over uint8 `images` `[M, h, w, c]`.
 
@@ -77,6 +78,7 @@ def image_episodes(
             check_positive_int(batch_size or 0, "batch_size"),
             seed,
             transform=lambda batch, variants: to_unit_float(batch),
+            start=start,
         )
     index.check(ways, shots, queries, what=what)
     return episodes_from_index(
@@ -88,6 +90,7 @@ def image_episodes(
         meta_batch,
         seed,
         transform=to_unit_float,
+        start=start,
     )
 
 
@@ -181,6 +184,7 @@ def from_tfds(
     seed=0,
     episodic=True,
     batch_size=None,
+    start=0,
 ):
     """Episodes from any TFDS image-classification dataset.
 
@@ -208,6 +212,7 @@ def from_tfds(
         classes=classes,
         episodic=episodic,
         batch_size=batch_size,
+        start=start,
     )
 
 
@@ -280,6 +285,7 @@ def from_directory(
     seed=0,
     episodic=True,
     batch_size=None,
+    start=0,
 ):
     """Episodes from a folder `path/<class name>/<image files>`.
 
@@ -301,4 +307,5 @@ def from_directory(
         classes=classes,
         episodic=episodic,
         batch_size=batch_size,
+        start=start,
     )

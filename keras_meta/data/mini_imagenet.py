@@ -22,6 +22,7 @@ def mini_imagenet(
     seed=0,
     episodic=True,
     batch_size=None,
+    start=0,
 ):
     """Mini-ImageNet (Ravi & Larochelle's 64/16/20 split) as episodes.
 
@@ -61,4 +62,5 @@ def mini_imagenet(
         what=f"Mini-ImageNet split {split!r}",
         episodic=episodic,
         batch_size=batch_size,
+        start=start,
     )

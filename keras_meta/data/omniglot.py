@@ -239,6 +239,7 @@ def omniglot(
     episodic=True,
     batch_size=None,
     download=True,
+    start=0,
 ):
     """Omniglot as an endless `tf.data.Dataset` of few-shot meta-batches.
 
@@ -261,6 +262,8 @@ def omniglot(
             `batch_size` over the split's classes (ids `0..C-1`), endless and
             shuffled, for the pre-training baseline.
         download: allow TFDS to download when no prepared copy is found.
+        start: index of the first element (`start=n` continues a stream
+            after n elements, to resume training).
 
     Returns:
         Episodes `({"support_x": [T, N*K, s, s, 1], "support_y": [T, N*K],
@@ -293,6 +296,7 @@ def omniglot(
             check_positive_int(batch_size or 0, "batch_size"),
             seed,
             transform=rotate_quarters,
+            start=start,
         )
     index.check(ways, shots, queries, what=what)
     return episodes_from_index(
@@ -304,4 +308,5 @@ def omniglot(
         meta_batch,
         seed,
         transform=rotate_quarters,
+        start=start,
     )

@@ -15,12 +15,14 @@ def sinusoid(
     amplitude_range=(0.1, 5.0),
     phase_range=(0.0, math.pi),
     input_range=(-5.0, 5.0),
+    start=0,
 ):
     """An endless dataset of sinusoid regression meta-batches.
 
     Each task is `y = A * sin(x - phase)` with `A` uniform in
     `amplitude_range`, `phase` uniform in `phase_range` and the inputs `x`
     uniform in `input_range` (the paper: [0.1, 5], [0, pi], [-5, 5]).
+    `start=n` begins at the stream's element n (to resume training).
 
     Returns:
         A `tf.data.Dataset` of `(x, y)` with `x = {"support_x": [T, K, 1],
@@ -55,5 +57,7 @@ def sinusoid(
         )
 
     return (
-        tf.data.Dataset.counter().map(meta_batch_at).prefetch(tf.data.AUTOTUNE)
+        tf.data.Dataset.counter(start=int(start))
+        .map(meta_batch_at)
+        .prefetch(tf.data.AUTOTUNE)
     )

@@ -5,13 +5,17 @@ import numpy as np
 import tensorflow as tf
 
 
-def supervised_batches(images, index, batch_size, seed, transform=None):
+def supervised_batches(
+    images, index, batch_size, seed, transform=None, start=0
+):
     """An endless, shuffled dataset of `(images [B, ...], classes [B])`.
 
     Every (virtual) class of `index` gets a class id `0..C-1`, in the order
     of `index`; each of its base class's examples appears once per pass.
     `transform(images [B, 1, 1, ...], variants [B, 1])` maps the examples of
-    class variants, as for episodes.
+    class variants, as for episodes. `start=n` skips the first n batches
+    (cheaply: before any image is gathered). The dataset's `num_classes`
+    attribute is C.
     """
     positions, class_ids, variants = [], [], []
     for class_id, (row, variant) in enumerate(
@@ -31,7 +35,7 @@ def supervised_batches(images, index, batch_size, seed, transform=None):
             batch = transform(batch[:, None, None], variant[:, None])[:, 0, 0]
         return batch, class_id
 
-    return (
+    dataset = (
         pairs.shuffle(
             len(np.concatenate(positions)),
             seed=seed,
@@ -39,6 +43,9 @@ def supervised_batches(images, index, batch_size, seed, transform=None):
         )
         .repeat()
         .batch(batch_size, drop_remainder=True)
+        .skip(int(start))
         .map(gather, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )
+    dataset.num_classes = index.num_classes
+    return dataset

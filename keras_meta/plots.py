@@ -1,0 +1,80 @@
+"""PNG plots of a run: the learning curve and accuracy against steps."""
+
+import csv
+
+from keras_meta.atomic import atomic_path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def read_history(csv_path):
+    """Columns of a `keras.callbacks.CSVLogger` file as lists of floats."""
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    columns = {}
+    for row in rows:
+        for key, value in row.items():
+            try:
+                columns.setdefault(key, []).append(float(value))
+            except (TypeError, ValueError):
+                continue
+    return columns
+
+
+def learning_curve(
+    history, iterations, path, metric="accuracy", title="Learning curve"
+):
+    """Meta-train loss and `metric`, and meta-validation `metric`, against
+    iteration. `history` maps names (`loss`, `accuracy`, `val_accuracy`)
+    to per-evaluation values taken at `iterations`."""
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    if "loss" in history:
+        left.plot(iterations, history["loss"], label="meta-train loss")
+    if "val_loss" in history:
+        left.plot(iterations, history["val_loss"], label="meta-val loss")
+    left.set_xlabel("meta-iteration")
+    left.set_ylabel("query loss after adaptation")
+    left.legend()
+    for key, label in ((metric, "meta-train"), (f"val_{metric}", "meta-val")):
+        if key in history:
+            right.plot(iterations, history[key], label=label)
+    right.set_xlabel("meta-iteration")
+    right.set_ylabel(f"query {metric} after adaptation")
+    right.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def score_by_steps(steps, means, ci95, path, metric="accuracy", title=""):
+    """Test score (with 95% CI bars) against adaptation steps."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 4))
+    scale = 100.0 if metric == "accuracy" else 1.0
+    ax.errorbar(
+        steps,
+        [scale * m for m in means],
+        yerr=[scale * c for c in ci95],
+        marker="o",
+        capsize=3,
+    )
+    ax.set_xlabel("adaptation steps at test time")
+    ax.set_ylabel(f"test {metric}" + (" (%)" if metric == "accuracy" else ""))
+    ax.set_title(title or f"Test {metric} against adaptation steps")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _save(fig, path):
+    with atomic_path(path, suffix=".png") as staged:
+        fig.savefig(staged, dpi=100)
+    _pyplot().close(fig)
