@@ -39,13 +39,22 @@ class MetaCheckpoint(keras.callbacks.Callback):
     def iteration(self):
         return int(self.model.optimizer.iterations.numpy())
 
+    def on_train_begin(self, logs=None):
+        # Count batches in Python, so that no step waits to read the
+        # optimizer's counter from the device.
+        self._next = (self.iteration() // self.every + 1) * self.every
+        self._seen = self.iteration()
+
     def on_train_batch_end(self, batch, logs=None):
-        if self.iteration() % self.every == 0:
+        self._seen += 1
+        if self._seen >= self._next:
             self.save()
+            self._next = (self._seen // self.every + 1) * self.every
 
     def save(self):
         """Writes a checkpoint now; returns the iteration it holds."""
         iteration = self.iteration()
+        self._seen = iteration
         os.makedirs(self.directory, exist_ok=True)
         self.model.save(os.path.join(self.directory, CHECKPOINT_MODEL))
         state = {"iteration": iteration, **self.extra_state}

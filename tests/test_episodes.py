@@ -102,3 +102,22 @@ def test_sinusoid_tasks_follow_the_paper():
         np.testing.assert_allclose(
             yq[t, :, 0], amplitude * np.sin(xq[t, :, 0] - phase), atol=1e-4
         )
+
+
+def test_start_continues_a_stream_where_it_left_off():
+    images, labels = identity_images()
+    stream = keras_meta.data.episodes_from_arrays(
+        images, labels, 4, 1, 2, meta_batch=3, seed=9
+    )
+    resumed = keras_meta.data.episodes_from_arrays(
+        images, labels, 4, 1, 2, meta_batch=3, seed=9, start=5
+    )
+    expected = list(stream.take(7))[5:]
+    for (xa, ya), (xb, yb) in zip(resumed.take(2), expected):
+        np.testing.assert_array_equal(xa["query_x"], xb["query_x"])
+        np.testing.assert_array_equal(ya, yb)
+    sine = keras_meta.data.sinusoid(meta_batch=2, seed=1)
+    sine_resumed = keras_meta.data.sinusoid(meta_batch=2, seed=1, start=3)
+    np.testing.assert_array_equal(
+        list(sine.take(4))[3][1], next(iter(sine_resumed))[1]
+    )

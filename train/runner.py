@@ -429,18 +429,26 @@ def fit(model, config, out, start):
         keras_meta.callbacks.EvaluationSummary(),
     ]
     episodic = config["algorithm"] != "pretrain"
+    epochs = math.ceil(total / every)
     iteration = start
     try:
         while iteration < total:
+            # One fit call for the run of whole epochs ahead; a partial
+            # epoch (after a resume, or at the end) gets its own call.
             epoch = iteration // every
-            steps = min((epoch + 1) * every, total) - iteration
+            if iteration % every or (epoch + 1) * every > total:
+                steps = min((epoch + 1) * every, total) - iteration
+                last_epoch = epoch + 1
+            else:
+                steps = every
+                last_epoch = min(epochs, total // every)
             train = make_data(
                 config, "train", episodic=episodic, start=iteration
             )
             model.fit(
                 train,
                 initial_epoch=epoch,
-                epochs=epoch + 1,
+                epochs=last_epoch,
                 steps_per_epoch=steps,
                 validation_data=validation,
                 callbacks=callbacks,

@@ -1,0 +1,257 @@
+"""The training scripts end to end, on tiny budgets."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TINY = [
+    "--dataset=omniglot",
+    "--filters=8",
+    "--meta_batch=4",
+    "--queries=2",
+    "--eval_queries=2",
+    "--iterations=4",
+    "--eval_every=2",
+    "--checkpoint_every=2",
+    "--val_tasks=20",
+    "--eval_tasks=20",
+    "--curve_tasks=20",
+    "--verbose=2",
+]
+
+
+def data_dir_flag():
+    from conftest import shared_data_dir
+
+    return f"--data_dir={shared_data_dir() / 'tfds'}"
+
+
+def script(algorithm, *flags, check=True, **kwargs):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    command = [
+        sys.executable,
+        "-m",
+        f"train.{algorithm}",
+        data_dir_flag(),
+        *flags,
+    ]
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=600,
+        **kwargs,
+    )
+    if check and result.returncode:
+        raise AssertionError(
+            f"{' '.join(command)} exited {result.returncode}:\n"
+            f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
+    return result
+
+
+def check_run_folder(out, metric="accuracy"):
+    """Every output file exists and loads."""
+    results = json.loads((out / "results.json").read_text())
+    assert results["test"]["metric"] == metric
+    assert results["num_test_tasks"] == 20
+    assert results["bn_mode"] == "transductive"
+    assert results["wall_time_seconds"] > 0
+    assert "git_revision" in results and results["config"]["iterations"]
+    assert [p["steps"] for p in results["test_by_steps"]] == list(range(11))
+    config = json.loads((out / "config.json").read_text())
+    assert config == results["config"]
+
+    model = keras.models.load_model(out / "model.keras")
+    assert model.optimizer.iterations.numpy() == config["iterations"]
+    saved = tf.saved_model.load(str(out / "saved_model"))
+    assert "serving_default" in saved.signatures
+    for png in ("learning_curve.png", "accuracy_vs_steps.png"):
+        with Image.open(out / png) as image:
+            assert image.format == "PNG" and image.size[0] > 100
+    history = (out / "history.csv").read_text().splitlines()
+    assert len(history) == 1 + config["iterations"] // config["eval_every"]
+    assert list((out / "logs").rglob("events.out.tfevents.*"))
+    checkpoint = json.loads(
+        (out / "checkpoint" / "checkpoint.json").read_text()
+    )
+    assert checkpoint["iteration"] == config["iterations"]
+    return results, model
+
+
+def test_maml_script_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    result = script("maml", *TINY, f"--output_dir={out}")
+    assert "meta-test accuracy" in result.stdout
+    assert "iteration 4:" in result.stdout
+    results, model = check_run_folder(out)
+    assert isinstance(model, __import__("keras_meta").MAML)
+
+    # The SavedModel adapts and predicts a task of the test split.
+    from keras_meta.data import omniglot
+
+    x, _ = next(
+        iter(
+            omniglot(
+                "test",
+                5,
+                1,
+                3,
+                1,
+                data_dir=data_dir_flag().split("=", 1)[1],
+                download=False,
+            )
+        )
+    )
+    saved = tf.saved_model.load(str(out / "saved_model"))
+    logits = saved.signatures["serving_default"](
+        support_x=x["support_x"][0],
+        support_y=x["support_y"][0],
+        query_x=x["query_x"][0],
+    )["logits"]
+    expected = model.predict_on_batch(x)[0]
+    np.testing.assert_allclose(logits.numpy(), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "algorithm, flags, message",
+    [
+        ("maml", ["--preset=maml_omniglot_7w1s"], "Unknown preset"),
+        ("reptile", ["--first_order"], "--first_order applies to train.maml"),
+        ("anil", ["--preset=maml_omniglot_5w1s"], "is for train.maml"),
+        ("maml", ["--dataset=no_such_dataset_here"], "Unknown dataset"),
+        ("maml", ["--ways=5000", *TINY], "ways=5000 is more than"),
+        ("maml", ["--bn_mode=moving"], "--bn_mode='moving' is not one of"),
+        ("maml", ["--resume", "--overwrite"], "contradict"),
+    ],
+)
+def test_bad_flags_exit_2_with_a_message(tmp_path, algorithm, flags, message):
+    result = script(
+        algorithm, *flags, f"--output_dir={tmp_path / 'out'}", check=False
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert message in result.stderr
+
+
+def test_existing_run_is_not_overwritten(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "results.json").write_text('{"precious": true}')
+    result = script("maml", *TINY, f"--output_dir={out}", check=False)
+    assert result.returncode == 2
+    assert "holds another run" in result.stderr
+    assert (out / "results.json").read_text() == '{"precious": true}'
+    assert sorted(os.listdir(out)) == ["results.json"]
+    result = script("maml", "--resume", f"--output_dir={out}", check=False)
+    assert result.returncode == 2 and "no checkpoint" in result.stderr
+
+
+RESUMABLE = [
+    "--dataset=omniglot",
+    "--filters=16",
+    "--meta_batch=8",
+    "--queries=5",
+    "--eval_queries=5",
+    "--iterations=60",
+    "--eval_every=20",
+    "--checkpoint_every=5",
+    "--val_tasks=20",
+    "--eval_tasks=100",
+    "--curve_tasks=20",
+    "--verbose=2",
+    "--seed=3",
+]
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path):
+    """Ctrl-C mid-way leaves a checkpoint; --resume ends where an
+    uninterrupted run does."""
+    whole = tmp_path / "whole"
+    script("maml", *RESUMABLE, f"--output_dir={whole}")
+
+    broken = tmp_path / "broken"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "train.maml",
+            data_dir_flag(),
+            *RESUMABLE,
+            f"--output_dir={broken}",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    state = broken / "checkpoint" / "checkpoint.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if state.exists() and json.loads(state.read_text())["iteration"] >= 5:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 130, stderr[-3000:]
+    assert "Interrupted at iteration" in stderr
+    stopped = json.loads(state.read_text())["iteration"]
+    assert 5 <= stopped < 60
+    assert not (broken / "results.json").exists()
+
+    resumed = script("maml", "--resume", f"--output_dir={broken}")
+    assert f"Resuming {broken} at iteration {stopped}" in resumed.stdout
+    a = json.loads((whole / "results.json").read_text())
+    b = json.loads((broken / "results.json").read_text())
+    assert abs(a["test"]["mean"] - b["test"]["mean"]) < 0.02
+    whole_model = keras.models.load_model(whole / "model.keras")
+    broken_model = keras.models.load_model(broken / "model.keras")
+    for u, v in zip(whole_model.learner.weights, broken_model.learner.weights):
+        np.testing.assert_allclose(u.numpy(), v.numpy(), atol=1e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "algorithm, flags",
+    [
+        ("maml", ["--first_order"]),
+        ("anil", []),
+        ("reptile", ["--inner_steps=3", "--eval_inner_steps=5"]),
+        ("pretrain", ["--batch_size=32", "--eval_inner_steps=10"]),
+    ],
+)
+def test_every_script_end_to_end(tmp_path, algorithm, flags):
+    out = tmp_path / algorithm
+    script(algorithm, *TINY, *flags, f"--output_dir={out}")
+    check_run_folder(out)
+
+
+@pytest.mark.slow
+def test_sinusoid_script_end_to_end(tmp_path):
+    out = tmp_path / "sine"
+    script(
+        "maml",
+        "--dataset=sinusoid",
+        "--iterations=4",
+        "--eval_every=2",
+        "--checkpoint_every=2",
+        "--val_tasks=20",
+        "--eval_tasks=20",
+        "--curve_tasks=20",
+        f"--output_dir={out}",
+    )
+    check_run_folder(out, metric="loss")
