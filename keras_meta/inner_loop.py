@@ -41,10 +41,19 @@ def resolve_task_loss(loss):
         )
     loss_obj = keras.losses.get(loss)
     if isinstance(loss_obj, keras.losses.Loss):
-        return loss_obj
+        # Loss.__call__ would divide by the number of tf.distribute replicas
+        # (Keras's convention for summed replica gradients); a task loss must
+        # not depend on where it runs, so take the mean of the per-example
+        # values ourselves.
+        def task_loss(y_true, y_pred):
+            y_pred = keras.ops.convert_to_tensor(y_pred, dtype=loss_obj.dtype)
+            y_true = keras.ops.convert_to_tensor(y_true, dtype=loss_obj.dtype)
+            return keras.ops.mean(loss_obj.call(y_true, y_pred))
 
-    def task_loss(y_true, y_pred):
-        return keras.ops.mean(loss_obj(y_true, y_pred))
+    else:
+
+        def task_loss(y_true, y_pred):
+            return keras.ops.mean(loss_obj(y_true, y_pred))
 
     return task_loss
 

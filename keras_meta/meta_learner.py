@@ -37,6 +37,8 @@ from keras_meta.atomic import atomic_path
 
 EPISODE_KEYS = ("support_x", "support_y", "query_x")
 BN_MODES = ("transductive", "non_transductive")
+# Tasks of a meta-batch processed concurrently (see MetaLearner._map_tasks).
+TASK_PARALLELISM = 10
 
 
 def _as_int(value, name, minimum):
@@ -180,8 +182,13 @@ class MetaLearner(keras.Model):
 
     def _weights_and_state(self):
         """The learner's current trainable and non-trainable values."""
-        weights = [v.value for v in self.learner.trainable_variables]
-        state = [v.value for v in self.learner.non_trainable_variables]
+        weights = [
+            tf.convert_to_tensor(v) for v in self.learner.trainable_variables
+        ]
+        state = [
+            tf.convert_to_tensor(v)
+            for v in self.learner.non_trainable_variables
+        ]
         return weights, state
 
     def _forward(self, weights, state, x):
@@ -236,6 +243,20 @@ class MetaLearner(keras.Model):
             self.learner, fast, state, query_x, support_x
         )
         return y_pred, state
+
+    def _map_tasks(self, fn, elems, fn_output_signature):
+        """Runs `fn` on each task of a meta-batch, inside the graph.
+
+        A `tf.while_loop` (through `tf.map_fn`) that keeps at most
+        `TASK_PARALLELISM` tasks in flight: the bound on memory, since each
+        task in flight holds its activations until its gradient is taken.
+        """
+        return tf.map_fn(
+            fn,
+            elems,
+            fn_output_signature=fn_output_signature,
+            parallel_iterations=TASK_PARALLELISM,
+        )
 
     def _query_spec(self, query_x):
         """Spec of one task's predictions, for `tf.map_fn`."""
@@ -318,40 +339,71 @@ class MetaLearner(keras.Model):
         units = self.learner.outputs[0].shape[-1]
         return units if units and units > 1 else None
 
-    def _check_sample(self, x, y=None):
-        """Checks one sample of what `fit`/`evaluate`/`predict` received, so
-        that bad episodes fail early with a clear `ValueError` rather than
-        deep inside a compiled graph. Other input types are left to Keras."""
+    @staticmethod
+    def _first_batch(x, y=None):
+        """`(x, y)` of the first batch of what `fit`/`evaluate`/`predict`
+        received (a dataset, read with a fresh iterator; or arrays), or
+        None for other input types, which are left to Keras."""
         if isinstance(x, tf.data.Dataset):
             for batch in x.take(1):
                 x, y, _ = keras.utils.unpack_x_y_sample_weight(batch)
-                break
-            else:
-                return
-        elif not isinstance(x, dict):
-            return
-        if not isinstance(x, dict):
-            self._unpack_episodes(x)  # raises a TypeError that says why
-        self._unpack_episodes(x)
+                return x, y
+            return None
+        if isinstance(x, dict) or isinstance(x, (np.ndarray, tf.Tensor)):
+            return x, y
+        return None
+
+    def _check_sample(self, x, y=None):
+        """Checks a sample batch, so that bad episodes fail early with a
+        clear `ValueError` rather than deep inside a compiled graph."""
+        self._unpack_episodes(x)  # a TypeError unless x is an episode dict
         self._check_label_values(x.get("support_y"), y)
+
+    def _prepare(self, x, y=None):
+        """Checks the first batch and keeps it to build the compiled loss
+        and metrics from (see `_maybe_symbolic_build`)."""
+        sample = self._first_batch(x, y)
+        # A plain attribute, not tracked by Keras.
+        self.__dict__["_build_sample"] = sample
+        if sample is not None:
+            self._check_sample(*sample)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Under tf.distribute, Keras builds the compiled loss and metrics
+        # from a batch that it takes from the training iterator and averages
+        # across replicas, which fails for episode dicts under
+        # MultiWorkerMirroredStrategy. The first batch read by `_prepare`
+        # serves instead (and no batch of the stream is spent on it).
+        sample = self.__dict__.get("_build_sample")
+        if (
+            self._distribute_strategy is None
+            or sample is None
+            or not isinstance(sample[0], dict)
+            or sample[1] is None
+        ):
+            return super()._maybe_symbolic_build(iterator, data_batch)
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=sample)
 
     def fit(self, x=None, y=None, *args, **kwargs):
         if isinstance(x, tf.data.Dataset):
             # Episode streams are random already; Keras would warn that it
             # cannot shuffle a dataset.
             kwargs.setdefault("shuffle", False)
-        self._check_sample(x, y)
+        self._prepare(x, y)
         validation = kwargs.get("validation_data")
         if isinstance(validation, tf.data.Dataset):
-            self._check_sample(validation)
+            self._check_sample(*self._first_batch(validation))
         return super().fit(x, y, *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
-        self._check_sample(x, y)
+        self._prepare(x, y)
         return super().evaluate(x, y, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
-        self._check_sample(x)
+        sample = self._first_batch(x)
+        if sample is not None:
+            self._check_sample(*sample)
         return super().predict(x, *args, **kwargs)
 
     # ------------------------------------------------------------------
@@ -406,7 +458,7 @@ class MetaLearner(keras.Model):
             )
             return y_pred
 
-        return tf.map_fn(
+        return self._map_tasks(
             one_task,
             (support_x, support_y, query_x),
             fn_output_signature=self._query_spec(query_x),
@@ -423,7 +475,12 @@ class MetaLearner(keras.Model):
 
     def _update_metrics(self, x, y, y_pred, loss, num_tasks):
         self._loss_tracker.update_state(loss, sample_weight=num_tasks)
-        return self.compute_metrics(x, y, y_pred)
+        logs = self.compute_metrics(x, y, y_pred)
+        if _multi_worker(tf.distribute.get_strategy()):
+            # Keras averages logs across workers along axis 0, which a
+            # scalar lacks (keras-team/keras#20585): give them one.
+            logs = {k: tf.reshape(v, [1]) for k, v in logs.items()}
+        return logs
 
     def train_step(self, data):
         """One meta-update: the default is MAML's, through the inner loop.
@@ -440,7 +497,6 @@ class MetaLearner(keras.Model):
                 "Meta-training needs query labels: pass (x, query_y) episodes."
             )
         weights, state = self._weights_and_state()
-        variables = self.learner.trainable_variables
         second_order = self._second_order
         loss_dtype = losses_dtype(self.learner)
 
@@ -467,7 +523,7 @@ class MetaLearner(keras.Model):
             ]
             return grads, loss, y_pred, new_state
 
-        grads, losses, y_pred, new_state = tf.map_fn(
+        grads, losses, y_pred, new_state = self._map_tasks(
             one_task,
             (support_x, support_y, query_x, y),
             fn_output_signature=(
@@ -477,11 +533,25 @@ class MetaLearner(keras.Model):
                 [tf.TensorSpec(s.shape, s.dtype) for s in state],
             ),
         )
-        mean_grads = [tf.reduce_mean(g, axis=0) for g in grads]
-        self.optimizer.apply_gradients(zip(mean_grads, variables))
+        self._apply_meta_gradients([tf.reduce_mean(g, axis=0) for g in grads])
         self._assign_state(new_state)
         return self._update_metrics(
             x, y, y_pred, tf.reduce_mean(losses), tf.shape(support_x)[0]
+        )
+
+    def _apply_meta_gradients(self, grads):
+        """Hands the mean over this replica's tasks to the optimizer.
+
+        Under `tf.distribute`, each replica holds T / R tasks and the
+        optimizer sums the gradients of the R replicas, so each is divided
+        by R first: the update is then the mean over all T tasks, the same
+        as on one device.
+        """
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:
+            grads = [g / replicas for g in grads]
+        self.optimizer.apply_gradients(
+            zip(grads, self.learner.trainable_variables)
         )
 
     @property
@@ -491,13 +561,21 @@ class MetaLearner(keras.Model):
 
     def _assign_state(self, task_states):
         """Sets the learner's non-trainable variables from per-task values
-        `[T, ...]`: float state (moving statistics) to the mean over tasks,
-        other state (random seeds) to the last task's."""
+        `[T, ...]`: float state (moving statistics) to the mean over tasks
+        (over all replicas' tasks under `tf.distribute`), other state (random
+        seeds) to the last task's."""
+        context = tf.distribute.get_replica_context()
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         for variable, values in zip(
             self.learner.non_trainable_variables, task_states
         ):
             if variable.dtype.startswith(("float", "bfloat")):
-                variable.assign(tf.reduce_mean(values, axis=0))
+                value = tf.reduce_mean(values, axis=0)
+                if context is not None and replicas > 1:
+                    value = context.all_reduce(
+                        tf.distribute.ReduceOp.MEAN, value
+                    )
+                variable.assign(value)
             else:
                 variable.assign(values[-1])
 
@@ -623,6 +701,15 @@ class MetaLearner(keras.Model):
         config = dict(config)
         learner = keras.saving.deserialize_keras_object(config.pop("learner"))
         return cls(learner, **config)
+
+
+def _multi_worker(strategy):
+    """Whether `strategy` spans several workers (MultiWorkerMirrored)."""
+    extended = getattr(strategy, "extended", None)
+    return (
+        isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        and getattr(extended, "_num_workers", 1) > 1
+    )
 
 
 def losses_dtype(learner):

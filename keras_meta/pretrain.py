@@ -204,12 +204,9 @@ class Pretrain(MetaLearner):
     # -- training ---------------------------------------------------------
 
     def _check_sample(self, x, y=None):
-        sample = x.element_spec if isinstance(x, tf.data.Dataset) else x
-        if isinstance(sample, tuple):
-            sample = sample[0]
-        if isinstance(sample, dict):
-            return super()._check_sample(x, y)
-        return None  # ordinary (x, y) batches for joint training
+        if isinstance(x, dict):
+            super()._check_sample(x, y)
+        # Otherwise ordinary (x, y) batches for joint training.
 
     def train_step(self, data):
         """One step of joint training on `(x, y)` (or pooled episodes)."""

@@ -100,7 +100,7 @@ class Reptile(MetaLearner):
             loss = tf.cast(self.task_loss(task_query_y, y_pred), loss_dtype)
             return adapted, loss, y_pred, task_state
 
-        adapted, losses, y_pred, new_state = tf.map_fn(
+        adapted, losses, y_pred, new_state = self._map_tasks(
             one_task,
             (support_x, support_y, query_x, y),
             fn_output_signature=(
@@ -114,9 +114,7 @@ class Reptile(MetaLearner):
             w - tf.reduce_mean(task_w, axis=0)
             for w, task_w in zip(weights, adapted)
         ]
-        self.optimizer.apply_gradients(
-            zip(meta_grads, self.learner.trainable_variables)
-        )
+        self._apply_meta_gradients(meta_grads)
         self._assign_state(new_state)
         return self._update_metrics(
             x, y, y_pred, tf.reduce_mean(losses), tf.shape(support_x)[0]

@@ -103,6 +103,14 @@ flags.DEFINE_boolean(
     "overwrite", False, "Delete what output_dir holds and start afresh."
 )
 flags.DEFINE_integer("verbose", 1, "Keras verbosity: 0, 1 (bar) or 2.")
+flags.DEFINE_string(
+    "strategy",
+    "default",
+    "tf.distribute strategy: default (one device), mirrored (all local "
+    "GPUs), multi_worker (machines listed in $TF_CONFIG) or tpu. The tasks "
+    "of a meta-batch are split across replicas; --meta_batch must be a "
+    "multiple of their number.",
+)
 
 # Names of the flags that describe a run (saved in its config).
 RUN_FLAGS = (

@@ -180,6 +180,43 @@ def resolve_config(algorithm):
     return config
 
 
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+
+
+def make_strategy(name):
+    """The `tf.distribute` strategy named by --strategy (created before any
+    other TensorFlow work, as multi-worker training requires)."""
+    import tensorflow as tf
+
+    if name not in STRATEGIES:
+        raise UsageError(f"--strategy={name!r} is not one of {STRATEGIES}.")
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise UsageError(
+                "--strategy=multi_worker reads the cluster from $TF_CONFIG; "
+                "set it on every worker (see the README)."
+            )
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    return tf.distribute.get_strategy()
+
+
+def is_chief(strategy):
+    """Whether this process writes the run folder (worker 0)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    return resolver.task_type == "chief" or (
+        resolver.task_type == "worker" and resolver.task_id == 0
+    )
+
+
 def default_data_dir():
     """`../shared/data/tfds` beside the repository when it is there."""
     if "TFDS_DATA_DIR" in os.environ:
@@ -544,7 +581,21 @@ def run(algorithm):
         out = pathlib.Path(
             FLAGS.output_dir or os.path.join("saved_models", run_name(config))
         )
-        prepare_output_dir(out)
+        strategy = make_strategy(FLAGS.strategy)
+        if config["meta_batch"] % strategy.num_replicas_in_sync:
+            raise UsageError(
+                f"--meta_batch={config['meta_batch']} does not split over "
+                f"{strategy.num_replicas_in_sync} replicas: use a multiple."
+            )
+        run_dir = out  # read from (a resumed run), shared by all workers
+        if is_chief(strategy):
+            prepare_output_dir(out)
+        else:
+            # Other workers train in step with the chief; what they write
+            # goes to a scratch folder.
+            import tempfile
+
+            out = pathlib.Path(tempfile.mkdtemp(prefix="keras_meta_worker_"))
         import keras
         import tensorflow as tf
 
@@ -554,22 +605,24 @@ def run(algorithm):
 
         start = 0
         if FLAGS.resume:
-            saved = json.loads((out / "config.json").read_text())
+            saved = json.loads((run_dir / "config.json").read_text())
             if FLAGS["iterations"].present:
                 saved["iterations"] = FLAGS.iterations
             config = saved
-            model, state = keras_meta.callbacks.load_checkpoint(
-                out / "checkpoint"
-            )
+            with strategy.scope():
+                model, state = keras_meta.callbacks.load_checkpoint(
+                    run_dir / "checkpoint"
+                )
             start = state["iteration"]
-            print(f"Resuming {out} at iteration {start}")
+            print(f"Resuming {run_dir} at iteration {start}")
         else:
             keras.utils.set_random_seed(config["seed"])
             (out / "config.json").write_text(json.dumps(config, indent=2))
             episodic = algorithm != "pretrain"
-            model = make_model(
-                config, make_data(config, "train", episodic=episodic)
-            )
+            with strategy.scope():
+                model = make_model(
+                    config, make_data(config, "train", episodic=episodic)
+                )
         if not fit(model, config, out, start):
             return 130
         evaluate_and_write(model, config, out, wall_start)

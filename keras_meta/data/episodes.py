@@ -27,6 +27,18 @@ def batch_seeds(seed, index, count):
     )
 
 
+def for_distribution(dataset):
+    """Shards a meta-batch stream by data under `tf.distribute`: each global
+    meta-batch is split into per-replica groups of tasks, and each worker
+    of a multi-worker run takes its own groups, so that the replicas of all
+    workers together see exactly the tasks a single device would."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA
+    )
+    return dataset.with_options(options)
+
+
 def as_episode(support_x, support_y, query_x, query_y):
     """The Keras `(x, y)` form of a meta-batch."""
     return (
@@ -226,7 +238,7 @@ def episodes_from_index(
             tf.reshape(labels[:, :, shots:], [meta_batch, -1]),
         )
 
-    return (
+    return for_distribution(
         tf.data.Dataset.counter(start=int(start))
         .map(
             meta_batch_at,

@@ -4,7 +4,12 @@ import math
 
 import tensorflow as tf
 
-from keras_meta.data.episodes import as_episode, batch_seeds, check_positive_int
+from keras_meta.data.episodes import (
+    as_episode,
+    batch_seeds,
+    check_positive_int,
+    for_distribution,
+)
 
 
 def sinusoid(
@@ -56,7 +61,7 @@ def sinusoid(
             x[:, :shots], y[:, :shots], x[:, shots:], y[:, shots:]
         )
 
-    return (
+    return for_distribution(
         tf.data.Dataset.counter(start=int(start))
         .map(meta_batch_at)
         .prefetch(tf.data.AUTOTUNE)

@@ -4,6 +4,8 @@ for the pre-training baseline."""
 import numpy as np
 import tensorflow as tf
 
+from keras_meta.data.episodes import for_distribution
+
 
 def supervised_batches(
     images, index, batch_size, seed, transform=None, start=0
@@ -47,5 +49,6 @@ def supervised_batches(
         .map(gather, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )
+    dataset = for_distribution(dataset)
     dataset.num_classes = index.num_classes
     return dataset

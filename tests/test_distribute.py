@@ -1,0 +1,90 @@
+"""tf.distribute: the tasks of a meta-batch split over replicas give the
+same update as one device (MirroredStrategy on 2 logical CPUs, and two
+MultiWorkerMirroredStrategy workers on 127.0.0.1)."""
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+WORKER = pathlib.Path(__file__).with_name("distributed_worker.py")
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def start(mode, algorithm, out, env=ENV):
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), mode, algorithm, str(out)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(process):
+    stdout, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr[-3000:]
+    return stdout
+
+
+def max_difference(a, b):
+    a, b = np.load(a), np.load(b)
+    assert list(a) == list(b)
+    return max(float(np.abs(a[k] - b[k]).max()) for k in a)
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "fomaml", "anil", "reptile"])
+def test_mirrored_strategy_matches_one_device(tmp_path, algorithm):
+    single = start("single", algorithm, tmp_path / "single.npz")
+    mirrored = start("mirrored", algorithm, tmp_path / "mirrored.npz")
+    assert "replicas 1" in finish(single)
+    assert "replicas 2" in finish(mirrored)
+    difference = max_difference(
+        tmp_path / "single.npz", tmp_path / "mirrored.npz"
+    )
+    assert difference < 1e-5
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_multi_worker_strategy_matches_one_device(tmp_path):
+    ports = free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    workers = []
+    for index in range(2):
+        config = {
+            "cluster": cluster,
+            "task": {"type": "worker", "index": index},
+        }
+        workers.append(
+            start(
+                "multi_worker",
+                "maml",
+                tmp_path / f"worker{index}.npz",
+                env={**ENV, "TF_CONFIG": json.dumps(config)},
+            )
+        )
+    single = start("single", "maml", tmp_path / "single.npz")
+    for process in workers:
+        assert "replicas 2" in finish(process)
+    finish(single)
+    assert (
+        max_difference(tmp_path / "worker0.npz", tmp_path / "worker1.npz")
+        == 0.0
+    )
+    assert (
+        max_difference(tmp_path / "single.npz", tmp_path / "worker0.npz") < 1e-5
+    )
