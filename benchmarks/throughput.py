@@ -29,23 +29,32 @@ CONFIGS = {
     #        inner steps, Reptile inner steps)
     "omniglot_5w1s_max": (5, 1, 15, 32, (28, 28, 1), 64, "max", 1, 5),
     "omniglot_5w1s_stride": (5, 1, 15, 32, (28, 28, 1), 64, "stride", 1, 5),
+    "omniglot_20w1s_max": (20, 1, 15, 16, (28, 28, 1), 64, "max", 5, 5),
+    "omniglot_20w1s_stride": (20, 1, 15, 16, (28, 28, 1), 64, "stride", 5, 5),
+    "miniimagenet_5w1s": (5, 1, 15, 4, (84, 84, 3), 32, "max", 5, 5),
 }
+# The memory sweep: second-order MAML on the first configuration with more
+# inner steps, with and without rematerialisation.
+SWEEP_STEPS = (1, 5, 10)
 ALGORITHMS = ("maml", "fomaml", "anil", "reptile", "pretrain")
 
 
-def build(algorithm, config):
+def build(algorithm, config, inner_steps=None, recompute=False):
     import keras
 
     import keras_meta
 
     ways, shots, queries, tasks, shape, filters, pooling, steps, k = config
+    steps = inner_steps or steps
     if algorithm == "pretrain":
         learner = keras_meta.models.conv4(64, shape, filters, pooling)
         model = keras_meta.Pretrain(learner, ways=ways)
     else:
         learner = keras_meta.models.conv4(ways, shape, filters, pooling)
         model = {
-            "maml": lambda: keras_meta.MAML(learner, 0.4, steps),
+            "maml": lambda: keras_meta.MAML(
+                learner, 0.4, steps, recompute=recompute
+            ),
             "fomaml": lambda: keras_meta.MAML(
                 learner, 0.4, steps, first_order=True
             ),
@@ -67,6 +76,10 @@ def synthetic_data(algorithm, config):
     import tensorflow as tf
 
     ways, shots, queries, tasks, shape, *_ = config
+    if algorithm == "reptile":
+        # Reptile's inner steps see support and query images alike (as in
+        # the learn2learn reference): N * (K + Q) images per step.
+        shots = shots + queries
     rng = np.random.default_rng(0)
     if algorithm == "pretrain":
         # The same images per step as a meta-batch: T * N * (K + Q).
@@ -93,12 +106,19 @@ def synthetic_data(algorithm, config):
     return tf.data.Dataset.from_tensors(data).repeat().prefetch(2)
 
 
-def measure(algorithm, config_name, warmup, iterations):
+def measure(
+    algorithm,
+    config_name,
+    warmup,
+    iterations,
+    inner_steps=None,
+    recompute=False,
+):
     """Runs in the subprocess: returns a dict of figures."""
     import keras
 
     config = CONFIGS[config_name]
-    model = build(algorithm, config)
+    model = build(algorithm, config, inner_steps, recompute)
     data = synthetic_data(algorithm, config)
     times = []
 
@@ -127,7 +147,44 @@ def measure(algorithm, config_name, warmup, iterations):
         "tasks_per_second": tasks / seconds,
         "peak_rss_mib": peak_kib / 1024,
         "first_iterations_seconds": total - sum(times[warmup:]),
+        "inner_steps": inner_steps
+        or config[7 if algorithm != "reptile" else 8],
+        "recompute": recompute,
     }
+
+
+def run_child(algorithm, config_name, args, extra=()):
+    """Measures one row in a fresh process; returns its figures."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            algorithm,
+            config_name,
+            "--warmup",
+            str(args.warmup),
+            "--iterations",
+            str(args.iterations),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+    if out.returncode or not line:
+        sys.exit(f"{algorithm} on {config_name} failed:\n{out.stderr}")
+    r = json.loads(line[0][len("RESULT ") :])
+    print(
+        f"{r['config']:<24} {r['algorithm']:<9} k={r['inner_steps']:<3}"
+        f"{' remat' if r['recompute'] else '      '} "
+        f"{r['seconds_per_iteration']:7.3f} s/it "
+        f"{r['tasks_per_second']:7.1f} tasks/s "
+        f"{r['peak_rss_mib']:7.0f} MiB peak",
+        flush=True,
+    )
+    return r
 
 
 def main():
@@ -141,48 +198,57 @@ def main():
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--json", help="also write the table here")
+    parser.add_argument(
+        "--memory_sweep",
+        action="store_true",
+        help="add MAML with 1/5/10 inner steps, with and without recompute",
+    )
+    parser.add_argument(
+        "--task_parallelism",
+        type=int,
+        help="tasks of a meta-batch in flight (keras_meta.meta_learner."
+        "TASK_PARALLELISM; default as shipped)",
+    )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--inner_steps", type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--recompute", action="store_true", help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
 
     if args.child:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        result = measure(*args.child, args.warmup, args.iterations)
+        if args.task_parallelism:
+            from keras_meta import meta_learner
+
+            meta_learner.TASK_PARALLELISM = args.task_parallelism
+        result = measure(
+            *args.child,
+            args.warmup,
+            args.iterations,
+            args.inner_steps,
+            args.recompute,
+        )
         print("RESULT " + json.dumps(result))
         return
 
-    rows = []
-    for config_name in args.configs:
-        for algorithm in args.only:
-            out = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--child",
-                    algorithm,
-                    config_name,
-                    "--warmup",
-                    str(args.warmup),
-                    "--iterations",
-                    str(args.iterations),
-                ],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            line = [
-                x for x in out.stdout.splitlines() if x.startswith("RESULT ")
-            ]
-            if out.returncode or not line:
-                sys.exit(f"{algorithm} on {config_name} failed:\n{out.stderr}")
-            rows.append(json.loads(line[0][len("RESULT ") :]))
-            r = rows[-1]
-            print(
-                f"{r['config']:<24} {r['algorithm']:<9} "
-                f"{r['seconds_per_iteration']:7.3f} s/it "
-                f"{r['tasks_per_second']:7.1f} tasks/s "
-                f"{r['peak_rss_mib']:7.0f} MiB peak",
-                flush=True,
-            )
+    rows = [
+        run_child(algorithm, config_name, args)
+        for config_name in args.configs
+        for algorithm in args.only
+    ]
+    if args.memory_sweep:
+        for steps in SWEEP_STEPS:
+            for recompute in (False, True):
+                extra = ["--inner_steps", str(steps)]
+                rows.append(
+                    run_child(
+                        "maml",
+                        "omniglot_5w1s_max",
+                        args,
+                        extra + (["--recompute"] if recompute else []),
+                    )
+                )
     command = "python " + " ".join(sys.argv)
     print(f"\nReproduce with: {command}")
     if args.json:

@@ -66,7 +66,13 @@ def _zeros_for_none(grads, weights):
 
 
 def gradient_descent(
-    loss_fn, weights, state, steps, learning_rate, differentiable
+    loss_fn,
+    weights,
+    state,
+    steps,
+    learning_rate,
+    differentiable,
+    recompute=False,
 ):
     """Runs `steps` plain gradient steps `w <- w - lr * dL/dw`.
 
@@ -83,11 +89,21 @@ def gradient_descent(
             point include the Jacobian of the steps (second order). If False,
             each gradient is treated as a constant (first order): an enclosing
             tape then sees `w_k = w_0 - constant`.
+        recompute: with `differentiable`, inside a `tf.function`: keep only
+            each step's weights for the enclosing tape and recompute the
+            step's activations when it differentiates (`rematerialised_step`),
+            so that memory does not grow with the activations of every step.
 
     Returns:
         `(adapted weights, state)`.
     """
     weights = list(weights)
+    if recompute and differentiable and not tf.executing_eagerly():
+        for _ in range(steps):
+            weights, state = rematerialised_step(
+                loss_fn, weights, state, learning_rate
+            )
+        return weights, state
     for _ in range(steps):
         with tf.GradientTape() as tape:
             tape.watch(weights)
@@ -97,6 +113,48 @@ def gradient_descent(
             grads = [tf.stop_gradient(g) for g in grads]
         weights = [w - learning_rate * g for w, g in zip(weights, grads)]
     return weights, state
+
+
+def rematerialised_step(loss_fn, weights, state, learning_rate):
+    """One differentiable gradient step whose activations are recomputed.
+
+    The forward pass runs outside any tape (`tf.custom_gradient`), taking the
+    inner gradient symbolically with `tf.gradients`, so an enclosing tape
+    keeps only the step's inputs and outputs. When the tape differentiates,
+    the step is run again under nested tapes and its vector-Jacobian product
+    taken: the same second-order meta-gradient, for one extra forward and
+    backward pass per step. Graph mode only (inside `tf.function`).
+    """
+    holder = {}
+
+    @tf.custom_gradient
+    @tf.autograph.experimental.do_not_convert
+    def step(*inputs):
+        inputs = list(inputs)
+        loss, new_state = loss_fn(inputs, state)
+        grads = _zeros_for_none(tf.gradients(loss, inputs), inputs)
+        holder["state"] = [tf.stop_gradient(s) for s in new_state]
+
+        def grad_fn(*upstream):
+            with tf.GradientTape() as outer:
+                outer.watch(inputs)
+                with tf.GradientTape() as inner:
+                    inner.watch(inputs)
+                    again, _ = loss_fn(inputs, state)
+                again_grads = _zeros_for_none(
+                    inner.gradient(again, inputs), inputs
+                )
+                outputs = [
+                    w - learning_rate * g for w, g in zip(inputs, again_grads)
+                ]
+            return outer.gradient(
+                outputs, inputs, output_gradients=list(upstream)
+            )
+
+        return [w - learning_rate * g for w, g in zip(inputs, grads)], grad_fn
+
+    new_weights = step(*weights)
+    return list(new_weights), holder["state"]
 
 
 def adam_descent(

@@ -25,6 +25,11 @@ class MAML(MetaLearner):
         inner_steps: inner steps during meta-training.
         eval_inner_steps: inner steps at evaluation (default `inner_steps`).
         first_order: drop the second-order terms of the meta-gradient.
+        recompute: rematerialise the inner steps' activations during the
+            meta-gradient instead of keeping them (second order only), so
+            that memory stays nearly flat as `inner_steps` grows, for about
+            one more forward and backward pass per inner step. The
+            meta-gradient is unchanged.
 
     Example:
 
@@ -46,6 +51,7 @@ class MAML(MetaLearner):
         inner_steps=1,
         eval_inner_steps=None,
         first_order=False,
+        recompute=False,
         **kwargs,
     ):
         super().__init__(
@@ -60,6 +66,11 @@ class MAML(MetaLearner):
                 f"first_order must be True or False, got {first_order!r}."
             )
         self.first_order = first_order
+        if not isinstance(recompute, bool):
+            raise TypeError(
+                f"recompute must be True or False, got {recompute!r}."
+            )
+        self.recompute = recompute
 
     @property
     def _second_order(self):
@@ -75,7 +86,12 @@ class MAML(MetaLearner):
             steps,
             self.inner_lr,
             differentiable,
+            recompute=self.recompute,
         )
 
     def get_config(self):
-        return {**super().get_config(), "first_order": self.first_order}
+        return {
+            **super().get_config(),
+            "first_order": self.first_order,
+            "recompute": self.recompute,
+        }
