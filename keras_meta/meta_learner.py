@@ -38,7 +38,10 @@ from keras_meta.atomic import atomic_path
 EPISODE_KEYS = ("support_x", "support_y", "query_x")
 BN_MODES = ("transductive", "non_transductive")
 # Tasks of a meta-batch processed concurrently (see MetaLearner._map_tasks).
-TASK_PARALLELISM = 10
+# One at a time measured as fast as 10 on the 2-core CPU (each task's ops
+# already use every core) with a third less peak memory on 20-way Omniglot
+# (benchmarks/README.md).
+TASK_PARALLELISM = 1
 
 
 def _as_int(value, name, minimum):
