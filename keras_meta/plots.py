@@ -78,3 +78,49 @@ def _save(fig, path):
     with atomic_path(path, suffix=".png") as staged:
         fig.savefig(staged, dpi=100)
     _pyplot().close(fig)
+
+
+def bar_chart(
+    names, values, path, errors=None, ylabel="", title="", series=None
+):
+    """Bars of `values` (or of several `series` {label: values}) by name."""
+    plt = _pyplot()
+    series = series or {ylabel: values}
+    fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(names)), 4))
+    width = 0.8 / len(series)
+    for k, (label, heights) in enumerate(series.items()):
+        positions = [
+            i + (k - (len(series) - 1) / 2) * width for i in range(len(names))
+        ]
+        ax.bar(
+            positions,
+            heights,
+            width,
+            yerr=errors if len(series) == 1 else None,
+            capsize=3,
+            label=label,
+        )
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=30, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if len(series) > 1:
+        ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def curves(steps, named_means, path, ylabel="test accuracy (%)", title=""):
+    """One line per name: score against adaptation steps."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, means in named_means.items():
+        ax.plot(steps, means, marker="o", label=name)
+    ax.set_xlabel("adaptation steps at test time")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    _save(fig, path)

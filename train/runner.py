@@ -18,6 +18,7 @@ import json
 import math
 import os
 import pathlib
+import resource
 import shutil
 import subprocess
 import sys
@@ -26,12 +27,12 @@ import time
 from absl import flags, logging
 
 from train import common_flags
+from train.datasets import EVAL_META_BATCH, make_data
 from train.presets import PRESETS
 
 FLAGS = flags.FLAGS
 REPO = pathlib.Path(__file__).resolve().parents[1]
 ALGORITHMS = ("maml", "anil", "reptile", "pretrain")
-EVAL_META_BATCH = 20
 MAX_CURVE_STEPS = 10
 
 DEFAULTS = dict(
@@ -97,7 +98,6 @@ ONLY_FOR = dict(
     first_order="maml",
     inner_optimizer="reptile",
     head_layers="anil",
-    batch_size="pretrain",
 )
 
 
@@ -258,86 +258,6 @@ def prepare_output_dir(path):
 
 
 # -- data and model ---------------------------------------------------------
-
-
-def class_partition(num_classes, split):
-    """Class ids of a 64/16/20 % train/val/test partition (CIFAR-FS's)."""
-    train = round(0.64 * num_classes)
-    val = round(0.16 * num_classes)
-    bounds = {
-        "train": (0, train),
-        "val": (train, train + val),
-        "test": (train + val, num_classes),
-    }
-    return list(range(*bounds[split]))
-
-
-def make_data(config, split, episodic=True, start=0):
-    """Episodes of a split (`train`/`val`/`test`), or plain batches."""
-    import keras_meta
-
-    seed = config["seed"] + {"train": 0, "val": 1, "test": 2}[split]
-    training = split == "train"
-    common = dict(
-        ways=config["ways"],
-        shots=config["train_shots"] if training else config["shots"],
-        queries=config["queries"] if training else config["eval_queries"],
-        meta_batch=config["meta_batch"] if training else EVAL_META_BATCH,
-        seed=seed,
-        start=start,
-    )
-    dataset = config["dataset"]
-    if dataset == "sinusoid":
-        common.pop("ways")
-        return keras_meta.data.sinusoid(**common)
-    extra = dict(episodic=episodic, batch_size=config["batch_size"])
-    if dataset == "omniglot":
-        return keras_meta.data.omniglot(
-            split,
-            data_dir=config["data_dir"],
-            image_size=config["image_size"] or 28,
-            **common,
-            **extra,
-        )
-    if dataset == "mini_imagenet":
-        return keras_meta.data.mini_imagenet(
-            split,
-            data_dir=config["data_dir"],
-            manual_dir=config["manual_dir"],
-            image_size=config["image_size"],
-            **common,
-            **extra,
-        )
-    if os.path.isdir(dataset):
-        from keras_meta.data.images import list_directory
-
-        _, _, names = list_directory(dataset)
-        return keras_meta.data.from_directory(
-            dataset,
-            classes=class_partition(len(names), split),
-            image_size=config["image_size"],
-            **common,
-            **extra,
-        )
-    from keras_meta.data.images import tfds_builder
-
-    try:
-        builder = tfds_builder(dataset, config["data_dir"])
-    except ValueError as e:
-        raise UsageError(
-            f"Unknown dataset {dataset!r}: not omniglot, mini_imagenet, "
-            f"sinusoid, a folder, or a TFDS dataset ({e})"
-        ) from e
-    num_classes = builder.info.features["label"].num_classes
-    return keras_meta.data.from_tfds(
-        dataset,
-        split="train",
-        data_dir=config["data_dir"],
-        image_size=config["image_size"],
-        classes=class_partition(num_classes, split),
-        **common,
-        **extra,
-    )
 
 
 def make_model(config, train_data):
@@ -504,7 +424,7 @@ def fit(model, config, out, start):
     return True
 
 
-def evaluate_and_write(model, config, out, wall_start):
+def evaluate_and_write(model, config, out, wall_start, training=None):
     import keras_meta
     from keras_meta import plots
 
@@ -562,7 +482,16 @@ def evaluate_and_write(model, config, out, wall_start):
         "bn_mode": result.bn_mode,
         "num_test_tasks": result.num_tasks,
         "wall_time_seconds": time.time() - wall_start,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        / 1024,
+        **(training or {}),
     }
+    if training and config["algorithm"] != "pretrain":
+        results["tasks_per_second"] = (
+            training["iterations_trained"]
+            * config["meta_batch"]
+            / max(training["train_seconds"], 1e-9)
+        )
     from keras_meta.atomic import atomic_path
 
     with atomic_path(out / "results.json") as staged, open(staged, "w") as f:
@@ -623,9 +552,14 @@ def run(algorithm):
                 model = make_model(
                     config, make_data(config, "train", episodic=episodic)
                 )
+        fit_start = time.time()
         if not fit(model, config, out, start):
             return 130
-        evaluate_and_write(model, config, out, wall_start)
+        training = {
+            "train_seconds": time.time() - fit_start,
+            "iterations_trained": config["iterations"] - start,
+        }
+        evaluate_and_write(model, config, out, wall_start, training)
         return 0
     except (UsageError, ValueError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
