@@ -255,3 +255,105 @@ def test_sinusoid_script_end_to_end(tmp_path):
         f"--output_dir={out}",
     )
     check_run_folder(out, metric="loss")
+
+
+COMPARE_EXTRA = (
+    "--filters=8 --meta_batch=4 --queries=2 --eval_queries=2 --eval_every=2 "
+    "--checkpoint_every=2 --val_tasks=20 --curve_tasks=20 --batch_size=32 "
+    "--eval_inner_steps=2"
+)
+
+
+def test_analyze_script(tmp_path):
+    out = tmp_path / "run"
+    script("maml", *TINY, f"--output_dir={out}")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run(
+        [sys.executable, "-m", "train.analyze", f"--model={out}", "--tasks=8"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "NIL head" in done.stdout
+    analysis = json.loads((out / "analysis.json").read_text())
+    assert [r["layer"] for r in analysis["similarity"]][-1] == "head"
+    assert analysis["freezing"][-1]["adapted_from"] == "none"
+    assert 0.0 <= analysis["nil"]["accuracy"] <= 1.0
+    for png in ("analysis_similarity.png", "analysis_freezing.png"):
+        with Image.open(out / png) as image:
+            assert image.format == "PNG"
+    missing = subprocess.run(
+        [sys.executable, "-m", "train.analyze", f"--model={tmp_path}"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=600,
+    )
+    assert missing.returncode == 2 and "no model.keras" in missing.stderr
+
+
+def compare(tmp_path, budget, extra):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "train.compare",
+            f"--budget={budget}",
+            "--eval_tasks=20",
+            f"--output_dir={tmp_path / 'cmp'}",
+            data_dir_flag(),
+            f"--extra={extra}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=3000,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    names = [r["algorithm"] for r in result["rows"]]
+    assert names == [
+        "MAML",
+        "first-order MAML",
+        "ANIL",
+        "Reptile",
+        "Pretrain (fresh head)",
+        "Pretrain (NIL head)",
+    ]
+    for row in result["rows"]:
+        assert 0.0 <= row["accuracy"] <= 1.0 and row["ci95"] >= 0.0
+    assert (tmp_path / "cmp" / "compare.md").read_text().count("| ") > 30
+    with Image.open(tmp_path / "cmp" / "compare_steps.png") as image:
+        assert image.format == "PNG"
+    # The same meta-test tasks for every algorithm.
+    configs = [
+        json.loads((pathlib.Path(r["run"]) / "config.json").read_text())
+        for r in result["rows"]
+    ]
+    assert (
+        len(
+            {
+                (c["seed"], c["ways"], c["shots"], c["eval_queries"])
+                for c in configs
+            }
+        )
+        == 1
+    )
+    return result
+
+
+def test_compare_script_on_a_tiny_budget(tmp_path):
+    compare(tmp_path, 2, COMPARE_EXTRA)
+
+
+@pytest.mark.slow
+def test_compare_script_on_a_real_budget(tmp_path):
+    result = compare(tmp_path, 300, "--val_tasks=100")
+    rows = {r["algorithm"]: r for r in result["rows"]}
+    assert rows["MAML"]["accuracy"] > 0.6  # chance is 0.2
