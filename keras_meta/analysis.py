@@ -245,22 +245,19 @@ def freezing_ablation(model, episodes, num_tasks=100, steps=None):
             def subset_loss(
                 subset, task_state, support_loss=support_loss, adapt=adapt
             ):
-                full = list(weights)
-                for i, w in zip(adapt, subset):
-                    full[i] = w
-                return support_loss(full, task_state)
+                return support_loss(
+                    inner_loop.put(weights, adapt, subset), task_state
+                )
 
             subset, _ = inner_loop.gradient_descent(
                 subset_loss,
-                [weights[i] for i in adapt],
+                inner_loop.take(weights, adapt),
                 state,
                 steps if adapt else 0,
                 model.inner_lr,
                 differentiable=False,
             )
-            full = list(weights)
-            for i, w in zip(adapt, subset):
-                full[i] = w
+            full = inner_loop.put(weights, adapt, subset)
             logits, _ = model._forward(full, state, query_x)
             scores.append(_accuracy(logits, query_y))
         scores = np.asarray(scores)
@@ -288,8 +285,8 @@ def nil_accuracy(model, episodes, num_tasks=100):
     """
     split = inner_loop.LearnerSplit(model.learner, 1)
     weights, state = model._weights_and_state()
-    body_weights = [weights[i] for i in split.body_trainable]
-    body_state = [state[i] for i in split.body_non_trainable]
+    body_weights = inner_loop.take(weights, split.body_trainable)
+    body_state = inner_loop.take(state, split.body_non_trainable)
 
     def features(x):
         out, _ = split.body.stateless_call(

@@ -6,17 +6,6 @@ from keras_meta import inner_loop
 from keras_meta.meta_learner import MetaLearner
 
 
-def _take(values, indices):
-    return [values[i] for i in indices]
-
-
-def _put(values, indices, parts):
-    values = list(values)
-    for i, part in zip(indices, parts):
-        values[i] = part
-    return values
-
-
 @keras.saving.register_keras_serializable(package="keras_meta")
 class ANIL(MetaLearner):
     """MAML whose inner loop adapts only the head.
@@ -59,8 +48,8 @@ class ANIL(MetaLearner):
     ):
         split = self._split
         features, body_state = split.body.stateless_call(
-            _take(weights, split.body_trainable),
-            _take(state, split.body_non_trainable),
+            inner_loop.take(weights, split.body_trainable),
+            inner_loop.take(state, split.body_non_trainable),
             support_x,
             training=True,
         )
@@ -73,15 +62,15 @@ class ANIL(MetaLearner):
 
         head_weights, head_state = inner_loop.gradient_descent(
             head_loss,
-            _take(weights, split.head_trainable),
-            _take(state, split.head_non_trainable),
+            inner_loop.take(weights, split.head_trainable),
+            inner_loop.take(state, split.head_non_trainable),
             steps,
             self.inner_lr,
             differentiable,
         )
-        weights = _put(weights, split.head_trainable, head_weights)
-        state = _put(state, split.body_non_trainable, body_state)
-        state = _put(state, split.head_non_trainable, head_state)
+        weights = inner_loop.put(weights, split.head_trainable, head_weights)
+        state = inner_loop.put(state, split.body_non_trainable, body_state)
+        state = inner_loop.put(state, split.head_non_trainable, head_state)
         return weights, [keras.ops.stop_gradient(s) for s in state]
 
     def get_config(self):

@@ -58,11 +58,33 @@ def resolve_task_loss(loss):
     return task_loss
 
 
-def _zeros_for_none(grads, weights):
+def zeros_for_none(grads, weights):
+    """Gradients with zeros where a weight did not affect the loss."""
     return [
         keras.ops.zeros_like(w) if g is None else g
         for g, w in zip(grads, weights)
     ]
+
+
+def gradients(loss_fn, weights, state):
+    """`(dL/dweights, new state)` of `loss_fn(weights, state) -> (L, state)`."""
+    with tf.GradientTape() as tape:
+        tape.watch(weights)
+        loss, state = loss_fn(weights, state)
+    return zeros_for_none(tape.gradient(loss, weights), weights), state
+
+
+def take(values, indices):
+    """`values` at `indices`: a sub-model's slice of the learner's lists."""
+    return [values[i] for i in indices]
+
+
+def put(values, indices, parts):
+    """A copy of `values` with `parts` written at `indices`."""
+    values = list(values)
+    for i, part in zip(indices, parts):
+        values[i] = part
+    return values
 
 
 def gradient_descent(
@@ -105,10 +127,7 @@ def gradient_descent(
             )
         return weights, state
     for _ in range(steps):
-        with tf.GradientTape() as tape:
-            tape.watch(weights)
-            loss, state = loss_fn(weights, state)
-        grads = _zeros_for_none(tape.gradient(loss, weights), weights)
+        grads, state = gradients(loss_fn, weights, state)
         if not differentiable:
             grads = [tf.stop_gradient(g) for g in grads]
         weights = [w - learning_rate * g for w, g in zip(weights, grads)]
@@ -132,7 +151,7 @@ def rematerialised_step(loss_fn, weights, state, learning_rate):
     def step(*inputs):
         inputs = list(inputs)
         loss, new_state = loss_fn(inputs, state)
-        grads = _zeros_for_none(tf.gradients(loss, inputs), inputs)
+        grads = zeros_for_none(tf.gradients(loss, inputs), inputs)
         holder["state"] = [tf.stop_gradient(s) for s in new_state]
 
         def grad_fn(*upstream):
@@ -141,7 +160,7 @@ def rematerialised_step(loss_fn, weights, state, learning_rate):
                 with tf.GradientTape() as inner:
                     inner.watch(inputs)
                     again, _ = loss_fn(inputs, state)
-                again_grads = _zeros_for_none(
+                again_grads = zeros_for_none(
                     inner.gradient(again, inputs), inputs
                 )
                 outputs = [
@@ -177,10 +196,7 @@ def adam_descent(
     weights = list(weights)
     second_moments = [keras.ops.zeros_like(w) for w in weights]
     for step in range(1, steps + 1):
-        with tf.GradientTape() as tape:
-            tape.watch(weights)
-            loss, state = loss_fn(weights, state)
-        grads = _zeros_for_none(tape.gradient(loss, weights), weights)
+        grads, state = gradients(loss_fn, weights, state)
         correction = 1.0 - beta2**step
         new_weights, new_moments = [], []
         for w, g, v in zip(weights, grads, second_moments):

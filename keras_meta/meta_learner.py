@@ -396,7 +396,9 @@ class MetaLearner(keras.Model):
         self._prepare(x, y)
         validation = kwargs.get("validation_data")
         if isinstance(validation, tf.data.Dataset):
-            self._check_sample(*self._first_batch(validation))
+            sample = self._first_batch(validation)
+            if sample is not None:
+                self._check_sample(*sample)
         return super().fit(x, y, *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
@@ -469,11 +471,9 @@ class MetaLearner(keras.Model):
 
     def compute_output_spec(self, inputs, training=None):
         query_x = inputs["query_x"]
-        spec = self.learner.compute_output_spec(
-            keras.KerasTensor(query_x.shape[1:], dtype=query_x.dtype)
-        )
+        spec = self._query_spec(query_x)
         return keras.KerasTensor(
-            (query_x.shape[0],) + tuple(spec.shape), dtype=spec.dtype
+            (query_x.shape[0],) + tuple(spec.shape), dtype=spec.dtype.name
         )
 
     def _update_metrics(self, x, y, y_pred, loss, num_tasks):
@@ -486,12 +486,14 @@ class MetaLearner(keras.Model):
         return logs
 
     def train_step(self, data):
-        """One meta-update: the default is MAML's, through the inner loop.
+        """One meta-update over the T tasks of a meta-batch.
 
-        For every task: adapt with `inner_steps` (recorded on a tape when
-        `self._second_order`), take the query loss, and differentiate it with
-        respect to the initialisation. The meta-gradient is the mean over the
-        T tasks, handed to the compiled optimizer.
+        Each task gives a list shaped like the learner's weights
+        (`_task_update`); their mean over tasks becomes the meta-gradient
+        (`_meta_gradients`) handed to the compiled optimizer. The default,
+        MAML's: per task, adapt with `inner_steps` (recorded on a tape when
+        `self._second_order`) and differentiate the query loss with respect
+        to the initialisation.
         """
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         support_x, support_y, query_x = self._unpack_episodes(x)
@@ -500,33 +502,15 @@ class MetaLearner(keras.Model):
                 "Meta-training needs query labels: pass (x, query_y) episodes."
             )
         weights, state = self._weights_and_state()
-        second_order = self._second_order
         loss_dtype = losses_dtype(self.learner)
 
         def one_task(task):
-            task_support_x, task_support_y, task_query_x, task_query_y = task
-            # Fresh tensors inside the loop body, so the tape can watch them.
-            init = [tf.identity(w) for w in weights]
-            with tf.GradientTape() as tape:
-                tape.watch(init)
-                y_pred, new_state = self._task_predictions(
-                    init,
-                    state,
-                    task_support_x,
-                    task_support_y,
-                    task_query_x,
-                    self.inner_steps,
-                    second_order,
-                )
-                loss = tf.cast(self.task_loss(task_query_y, y_pred), loss_dtype)
-            grads = tape.gradient(loss, init)
-            grads = [
-                tf.zeros_like(w) if g is None else g
-                for g, w in zip(grads, init)
-            ]
-            return grads, loss, y_pred, new_state
+            per_task, loss, y_pred, new_state = self._task_update(
+                weights, state, *task
+            )
+            return per_task, tf.cast(loss, loss_dtype), y_pred, new_state
 
-        grads, losses, y_pred, new_state = self._map_tasks(
+        per_task, losses, y_pred, new_state = self._map_tasks(
             one_task,
             (support_x, support_y, query_x, y),
             fn_output_signature=(
@@ -536,11 +520,41 @@ class MetaLearner(keras.Model):
                 [tf.TensorSpec(s.shape, s.dtype) for s in state],
             ),
         )
-        self._apply_meta_gradients([tf.reduce_mean(g, axis=0) for g in grads])
+        means = [tf.reduce_mean(v, axis=0) for v in per_task]
+        self._apply_meta_gradients(self._meta_gradients(weights, means))
         self._assign_state(new_state)
         return self._update_metrics(
             x, y, y_pred, tf.reduce_mean(losses), tf.shape(support_x)[0]
         )
+
+    def _task_update(
+        self, weights, state, support_x, support_y, query_x, query_y
+    ):
+        """One task's contribution: `(list shaped like weights, query loss,
+        query predictions, state)`. Here the gradient of the query loss
+        after adaptation with respect to the initialisation."""
+        # Fresh tensors inside the loop body, so the tape can watch them.
+        init = [tf.identity(w) for w in weights]
+        with tf.GradientTape() as tape:
+            tape.watch(init)
+            y_pred, new_state = self._task_predictions(
+                init,
+                state,
+                support_x,
+                support_y,
+                query_x,
+                self.inner_steps,
+                self._second_order,
+            )
+            loss = self.task_loss(query_y, y_pred)
+        grads = inner_loop.zeros_for_none(tape.gradient(loss, init), init)
+        return grads, loss, y_pred, new_state
+
+    def _meta_gradients(self, weights, task_means):
+        """The gradient for the optimizer from the mean over tasks of
+        `_task_update`'s lists: here that mean itself."""
+        del weights
+        return task_means
 
     def _apply_meta_gradients(self, grads):
         """Hands the mean over this replica's tasks to the optimizer.

@@ -106,8 +106,8 @@ class Pretrain(MetaLearner):
         """Body features of `x`; normalised with the batch-norm statistics
         of `reference_x` if given (non-transductive), else of `x`."""
         split = self._split
-        body_weights = [weights[i] for i in split.body_trainable]
-        body_state = [state[i] for i in split.body_non_trainable]
+        body_weights = inner_loop.take(weights, split.body_trainable)
+        body_state = inner_loop.take(state, split.body_non_trainable)
         if reference_x is not None:
             features = self._body_batch_norm.call(
                 split.body, body_weights, body_state, x, reference_x
@@ -147,10 +147,8 @@ class Pretrain(MetaLearner):
         (kernel, bias), state = inner_loop.gradient_descent(
             head_loss, head, state, steps, self.inner_lr, differentiable=False
         )
-        weights = list(weights)
-        weights[self._kernel_index] = kernel
-        weights[self._bias_index] = bias
-        return weights, state
+        indices = [self._kernel_index, self._bias_index]
+        return inner_loop.put(weights, indices, [kernel, bias]), state
 
     def _task_predictions(
         self,
@@ -194,12 +192,6 @@ class Pretrain(MetaLearner):
         if self.adaptation == "fine_tune":
             return spec
         return tf.TensorSpec(spec.shape[:-1] + [self.ways], spec.dtype)
-
-    def compute_output_spec(self, inputs, training=None):
-        spec = super().compute_output_spec(inputs, training)
-        if self.adaptation == "fine_tune":
-            return spec
-        return keras.KerasTensor(spec.shape[:-1] + (self.ways,), spec.dtype)
 
     # -- training ---------------------------------------------------------
 

@@ -1,10 +1,9 @@
 """Reptile (Nichol, Achiam and Schulman, 2018)."""
 
 import keras
-import tensorflow as tf
 
 from keras_meta import inner_loop
-from keras_meta.meta_learner import MetaLearner, losses_dtype
+from keras_meta.meta_learner import MetaLearner
 
 INNER_OPTIMIZERS = ("sgd", "adam")
 
@@ -73,52 +72,25 @@ class Reptile(MetaLearner):
             **kwargs,
         )
 
-    def train_step(self, data):
-        """One Reptile update: hands `phi - mean_tasks(W)` to the optimizer."""
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-        support_x, support_y, query_x = self._unpack_episodes(x)
-        if y is None:
-            raise ValueError(
-                "Reptile reports query metrics: pass (x, query_y) episodes."
-            )
-        weights, state = self._weights_and_state()
-        loss_dtype = losses_dtype(self.learner)
-
-        def one_task(task):
-            task_support_x, task_support_y, task_query_x, task_query_y = task
-            adapted, task_state = self._adapt_task(
-                weights,
-                state,
-                task_support_x,
-                task_support_y,
-                self.inner_steps,
-                differentiable=False,
-            )
-            y_pred, task_state = self._forward(
-                adapted, task_state, task_query_x
-            )
-            loss = tf.cast(self.task_loss(task_query_y, y_pred), loss_dtype)
-            return adapted, loss, y_pred, task_state
-
-        adapted, losses, y_pred, new_state = self._map_tasks(
-            one_task,
-            (support_x, support_y, query_x, y),
-            fn_output_signature=(
-                [tf.TensorSpec(w.shape, w.dtype) for w in weights],
-                tf.TensorSpec([], loss_dtype),
-                self._query_spec(query_x),
-                [tf.TensorSpec(s.shape, s.dtype) for s in state],
-            ),
+    def _task_update(
+        self, weights, state, support_x, support_y, query_x, query_y
+    ):
+        """The task's adapted weights W (no outer tape); the query set only
+        gives the reported loss and predictions."""
+        adapted, state = self._adapt_task(
+            weights,
+            state,
+            support_x,
+            support_y,
+            self.inner_steps,
+            differentiable=False,
         )
-        meta_grads = [
-            w - tf.reduce_mean(task_w, axis=0)
-            for w, task_w in zip(weights, adapted)
-        ]
-        self._apply_meta_gradients(meta_grads)
-        self._assign_state(new_state)
-        return self._update_metrics(
-            x, y, y_pred, tf.reduce_mean(losses), tf.shape(support_x)[0]
-        )
+        y_pred, state = self._forward(adapted, state, query_x)
+        return adapted, self.task_loss(query_y, y_pred), y_pred, state
+
+    def _meta_gradients(self, weights, task_means):
+        """`phi - mean_tasks(W)`: with SGD(eps), `phi + eps (mean W - phi)`."""
+        return [w - mean for w, mean in zip(weights, task_means)]
 
     def get_config(self):
         return {**super().get_config(), "inner_optimizer": self.inner_optimizer}

@@ -48,14 +48,13 @@ def analyze(run_dir, tasks, out_dir, data_dir=None):
         raise ValueError("The analyses need a classification run.")
     model = keras.models.load_model(run_dir / "model.keras")
 
-    def test_tasks():
-        return datasets.make_data(config, "test")
-
+    # One stream, read from its start by each analysis: the same tasks.
+    test = datasets.make_data(config, "test")
     similarity = keras_meta.analysis.representation_similarity(
-        model, test_tasks(), tasks
+        model, test, tasks
     )
-    freezing = keras_meta.analysis.freezing_ablation(model, test_tasks(), tasks)
-    nil = keras_meta.analysis.nil_accuracy(model, test_tasks(), tasks)
+    freezing = keras_meta.analysis.freezing_ablation(model, test, tasks)
+    nil = keras_meta.analysis.nil_accuracy(model, test, tasks)
     result = {
         "run": str(run_dir),
         "algorithm": config["algorithm"],

@@ -437,7 +437,7 @@ def evaluate_and_write(model, config, out, wall_start, training=None):
     curve = [
         keras_meta.evaluate_few_shot(
             model,
-            make_data(config, "test"),
+            test,
             config["curve_tasks"],
             inner_steps=k,
         )

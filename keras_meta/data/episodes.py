@@ -19,6 +19,19 @@ def check_positive_int(value, name, minimum=1):
     return int(value)
 
 
+def check_counts(ways, shots, queries, meta_batch):
+    """N, K, Q and T as ints, or a clear error."""
+    return tuple(
+        check_positive_int(value, name)
+        for value, name in (
+            (ways, "ways"),
+            (shots, "shots"),
+            (queries, "queries"),
+            (meta_batch, "meta_batch"),
+        )
+    )
+
+
 def batch_seeds(seed, index, count):
     """`count` independent stateless seeds `[2]` for element `index`."""
     base = tf.stack([tf.cast(seed, tf.int64), tf.cast(index, tf.int64)])
@@ -172,10 +185,9 @@ def episodes_from_arrays(
         "support_y": [T, N*K], "query_x": [T, N*Q, ...]}`, `y = [T, N*Q]`
         (labels int32, examples ordered class by class).
     """
-    ways = check_positive_int(ways, "ways")
-    shots = check_positive_int(shots, "shots")
-    queries = check_positive_int(queries, "queries")
-    meta_batch = check_positive_int(meta_batch, "meta_batch")
+    ways, shots, queries, meta_batch = check_counts(
+        ways, shots, queries, meta_batch
+    )
     images = np.asarray(images)
     if len(images) != len(np.asarray(labels)):
         raise ValueError(

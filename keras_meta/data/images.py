@@ -16,15 +16,14 @@ import tensorflow as tf
 
 from keras_meta.data.episodes import (
     ClassIndex,
-    check_positive_int,
-    episodes_from_index,
+    check_counts,
 )
-from keras_meta.data.supervised import supervised_batches
+from keras_meta.data.supervised import episodes_or_batches
 
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 
 
-def to_unit_float(images, variants=None):
+def to_unit_float(images, variants):
     """uint8 images to float32 in [0, 1] (an episode transform)."""
     del variants
     return tf.cast(images, tf.float32) / 255.0
@@ -57,10 +56,9 @@ def image_episodes(
     `classes` selects the label ids to draw from (default: all). Returns the
     stream of `episodes_from_arrays`, images scaled to [0, 1] float32.
     """
-    ways = check_positive_int(ways, "ways")
-    shots = check_positive_int(shots, "shots")
-    queries = check_positive_int(queries, "queries")
-    meta_batch = check_positive_int(meta_batch, "meta_batch")
+    ways, shots, queries, meta_batch = check_counts(
+        ways, shots, queries, meta_batch
+    )
     if classes is not None:
         classes = np.asarray(list(classes))
         unknown = np.setdiff1d(classes, labels)
@@ -70,26 +68,18 @@ def image_episodes(
             )
         keep = np.isin(labels, classes)
         images, labels = images[keep], labels[keep]
-    index = ClassIndex(labels)
-    if not episodic:
-        return supervised_batches(
-            tf.constant(images),
-            index,
-            check_positive_int(batch_size or 0, "batch_size"),
-            seed,
-            transform=lambda batch, variants: to_unit_float(batch),
-            start=start,
-        )
-    index.check(ways, shots, queries, what=what)
-    return episodes_from_index(
-        tf.constant(images),
-        index,
+    return episodes_or_batches(
+        images,
+        ClassIndex(labels),
         ways,
         shots,
         queries,
         meta_batch,
         seed,
+        what,
         transform=to_unit_float,
+        episodic=episodic,
+        batch_size=batch_size,
         start=start,
     )
 

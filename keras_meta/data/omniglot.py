@@ -16,10 +16,10 @@ import tensorflow as tf
 
 from keras_meta.data.episodes import (
     ClassIndex,
+    check_counts,
     check_positive_int,
-    episodes_from_index,
 )
-from keras_meta.data.supervised import supervised_batches
+from keras_meta.data.supervised import episodes_or_batches
 
 NUM_CHARACTERS = 1623
 MAML_SPLIT_SIZES = {"train": 1100, "val": 100, "test": 423}
@@ -270,10 +270,9 @@ def omniglot(
         "query_x": [T, N*Q, s, s, 1]}, query_y [T, N*Q])`, or with
         `episodic=False`, `(images [B, s, s, 1], classes [B])`.
     """
-    ways = check_positive_int(ways, "ways")
-    shots = check_positive_int(shots, "shots")
-    queries = check_positive_int(queries, "queries")
-    meta_batch = check_positive_int(meta_batch, "meta_batch")
+    ways, shots, queries, meta_batch = check_counts(
+        ways, shots, queries, meta_batch
+    )
     image_size = check_positive_int(image_size, "image_size", 4)
     if split_file is not None:
         split_file = os.fspath(split_file)
@@ -286,27 +285,18 @@ def omniglot(
         data_dir,
         download,
     )
-    index = ClassIndex(labels, variants=classes)
     scheme = split_file or f"split_scheme={split_scheme!r}"
-    what = f"Omniglot split {split!r} ({scheme})"
-    if not episodic:
-        return supervised_batches(
-            tf.constant(images),
-            index,
-            check_positive_int(batch_size or 0, "batch_size"),
-            seed,
-            transform=rotate_quarters,
-            start=start,
-        )
-    index.check(ways, shots, queries, what=what)
-    return episodes_from_index(
-        tf.constant(images),
-        index,
+    return episodes_or_batches(
+        images,
+        ClassIndex(labels, variants=classes),
         ways,
         shots,
         queries,
         meta_batch,
         seed,
+        f"Omniglot split {split!r} ({scheme})",
         transform=rotate_quarters,
+        episodic=episodic,
+        batch_size=batch_size,
         start=start,
     )
