@@ -116,6 +116,9 @@ def measure(
 ):
     """Runs in the subprocess: returns a dict of figures."""
     import keras
+    import tensorflow as tf
+
+    from keras_meta.config import task_parallelism
 
     config = CONFIGS[config_name]
     model = build(algorithm, config, inner_steps, recompute)
@@ -150,6 +153,9 @@ def measure(
         "inner_steps": inner_steps
         or config[7 if algorithm != "reptile" else 8],
         "recompute": recompute,
+        "tasks_in_flight": task_parallelism(),
+        "threads_per_op": tf.config.threading.get_intra_op_parallelism_threads()
+        or "default",
     }
 
 
@@ -166,6 +172,8 @@ def run_child(algorithm, config_name, args, extra=()):
             str(args.warmup),
             "--iterations",
             str(args.iterations),
+            "--task_parallelism",
+            args.task_parallelism,
             *extra,
         ],
         capture_output=True,
@@ -181,7 +189,8 @@ def run_child(algorithm, config_name, args, extra=()):
         f"{' remat' if r['recompute'] else '      '} "
         f"{r['seconds_per_iteration']:7.3f} s/it "
         f"{r['tasks_per_second']:7.1f} tasks/s "
-        f"{r['peak_rss_mib']:7.0f} MiB peak",
+        f"{r['peak_rss_mib']:7.0f} MiB peak "
+        f"({r['tasks_in_flight']} task(s) in flight)",
         flush=True,
     )
     return r
@@ -205,9 +214,11 @@ def main():
     )
     parser.add_argument(
         "--task_parallelism",
-        type=int,
-        help="tasks of a meta-batch in flight (keras_meta.meta_learner."
-        "TASK_PARALLELISM; default as shipped)",
+        default="auto",
+        help="keras_meta.config.set_task_parallelism for the meta-learners, "
+        "as the training scripts set it: auto (2 tasks at once, one thread "
+        "per op, on a CPU-only host; Pretrain keeps 1) or an int; 1 is "
+        "TensorFlow's default threading",
     )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--inner_steps", type=int, help=argparse.SUPPRESS)
@@ -218,10 +229,12 @@ def main():
 
     if args.child:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        if args.task_parallelism:
-            from keras_meta import meta_learner
+        from keras_meta import config
 
-            meta_learner.TASK_PARALLELISM = args.task_parallelism
+        tasks = args.task_parallelism
+        if tasks == "auto":
+            tasks = 1 if args.child[0] == "pretrain" else "auto"
+        config.set_task_parallelism(int(tasks) if tasks != "auto" else tasks)
         result = measure(
             *args.child,
             args.warmup,

@@ -1,6 +1,6 @@
 """keras-meta: meta-learning (MAML, ANIL, Reptile) as Keras models."""
 
-from keras_meta import analysis, callbacks, data, inner_loop, models
+from keras_meta import analysis, callbacks, config, data, inner_loop, models
 from keras_meta.anil import ANIL
 from keras_meta.evaluation import FewShotResult, evaluate_few_shot
 from keras_meta.maml import MAML
@@ -19,6 +19,7 @@ __all__ = [
     "Reptile",
     "analysis",
     "callbacks",
+    "config",
     "data",
     "evaluate_few_shot",
     "inner_loop",

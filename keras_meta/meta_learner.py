@@ -34,14 +34,10 @@ import tensorflow as tf
 
 from keras_meta import inner_loop
 from keras_meta.atomic import atomic_path
+from keras_meta.config import task_parallelism
 
 EPISODE_KEYS = ("support_x", "support_y", "query_x")
 BN_MODES = ("transductive", "non_transductive")
-# Tasks of a meta-batch processed concurrently (see MetaLearner._map_tasks).
-# One at a time measured as fast as 10 on the 2-core CPU (each task's ops
-# already use every core) with a third less peak memory on 20-way Omniglot
-# (benchmarks/README.md).
-TASK_PARALLELISM = 1
 
 
 def _as_int(value, name, minimum):
@@ -251,14 +247,15 @@ class MetaLearner(keras.Model):
         """Runs `fn` on each task of a meta-batch, inside the graph.
 
         A `tf.while_loop` (through `tf.map_fn`) that keeps at most
-        `TASK_PARALLELISM` tasks in flight: the bound on memory, since each
-        task in flight holds its activations until its gradient is taken.
+        `keras_meta.config.task_parallelism()` tasks in flight (read when
+        the step is traced): the bound on memory, since each task in flight
+        holds its activations until its gradient is taken.
         """
         return tf.map_fn(
             fn,
             elems,
             fn_output_signature=fn_output_signature,
-            parallel_iterations=TASK_PARALLELISM,
+            parallel_iterations=task_parallelism(),
         )
 
     def _query_spec(self, query_x):

@@ -136,6 +136,8 @@ def test_maml_script_end_to_end(tmp_path):
         ("maml", ["--ways=5000", *TINY], "ways=5000 is more than"),
         ("maml", ["--bn_mode=moving"], "--bn_mode='moving' is not one of"),
         ("maml", ["--resume", "--overwrite"], "contradict"),
+        ("maml", ["--task_parallelism=two"], "neither a positive int"),
+        ("anil", ["--task_parallelism=0"], "must be at least 1"),
     ],
 )
 def test_bad_flags_exit_2_with_a_message(tmp_path, algorithm, flags, message):

@@ -104,6 +104,14 @@ flags.DEFINE_boolean(
 )
 flags.DEFINE_integer("verbose", 1, "Keras verbosity: 0, 1 (bar) or 2.")
 flags.DEFINE_string(
+    "task_parallelism",
+    "auto",
+    "Tasks of a meta-batch run at once, sharing the CPU cores "
+    "(keras_meta.config.set_task_parallelism): a positive int, or auto (2 on "
+    "a CPU-only host for the meta-learners, 1 for pretrain, whose large "
+    "batches want every core per op). More tasks at once, more memory.",
+)
+flags.DEFINE_string(
     "strategy",
     "default",
     "tf.distribute strategy: default (one device), mirrored (all local "

@@ -183,6 +183,25 @@ def resolve_config(algorithm):
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
 
+def set_task_parallelism(value, algorithm):
+    """Applies --task_parallelism (before TensorFlow starts, as it must)."""
+    from keras_meta import config as keras_meta_config
+
+    if value == "auto":
+        tasks = 1 if algorithm == "pretrain" else "auto"
+    else:
+        try:
+            tasks = int(value)
+        except ValueError:
+            raise UsageError(
+                f"--task_parallelism={value!r} is neither a positive int nor "
+                "auto."
+            ) from None
+        if tasks < 1:
+            raise UsageError(f"--task_parallelism={value} must be at least 1.")
+    return keras_meta_config.set_task_parallelism(tasks)
+
+
 def make_strategy(name):
     """The `tf.distribute` strategy named by --strategy (created before any
     other TensorFlow work, as multi-worker training requires)."""
@@ -510,6 +529,7 @@ def run(algorithm):
         out = pathlib.Path(
             FLAGS.output_dir or os.path.join("saved_models", run_name(config))
         )
+        set_task_parallelism(FLAGS.task_parallelism, algorithm)
         strategy = make_strategy(FLAGS.strategy)
         if config["meta_batch"] % strategy.num_replicas_in_sync:
             raise UsageError(

@@ -1,0 +1,90 @@
+"""`keras_meta.config.set_task_parallelism`: threads, errors, and the same
+meta-gradient with tasks run side by side (checked against a closed form)."""
+
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import keras_meta
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+# Runs in a fresh process, where TensorFlow has not started yet.
+PARALLEL_TASKS = textwrap.dedent(
+    """
+    import os, sys
+    sys.path.insert(0, {repo!r})
+    import keras_meta
+    import tensorflow as tf
+
+    tasks = keras_meta.config.set_task_parallelism(2)
+    cores = os.cpu_count()
+    assert tasks == 2 == keras_meta.config.task_parallelism()
+    assert tf.config.threading.get_intra_op_parallelism_threads() == max(
+        1, cores // 2
+    ), tf.config.threading.get_intra_op_parallelism_threads()
+
+    import keras
+    import numpy as np
+    from tests.test_meta_gradients import (
+        closed_form_meta_gradient, linear_learner, meta_step,
+        regression_tasks,
+    )
+
+    keras.config.set_floatx("float64")
+    alpha, steps = 0.05, 2
+    episode = regression_tasks(tasks=5)
+    maml = keras_meta.MAML(linear_learner(4), inner_lr=alpha,
+                           inner_steps=steps)
+    w0 = maml.learner.trainable_variables[0].numpy().copy()
+    expected = closed_form_meta_gradient(w0, *episode, alpha, steps, True)
+    before, after = meta_step(maml, episode)
+    np.testing.assert_allclose(before[0] - after[0], expected,
+                               rtol=1e-9, atol=1e-12)
+    print("OK")
+    """
+)
+
+
+def test_two_tasks_at_once_split_the_cores_and_keep_the_meta_gradient():
+    result = subprocess.run(
+        [sys.executable, "-c", PARALLEL_TASKS.format(repo=str(REPO))],
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("OK")
+
+
+def test_after_tensorflow_started_a_thread_change_is_refused_clearly():
+    import tensorflow as tf
+
+    tf.constant(1.0) + 1.0  # TensorFlow has started in this process
+    assert keras_meta.config.task_parallelism() == 1
+    with pytest.raises(RuntimeError, match="at the start of the program"):
+        keras_meta.config.set_task_parallelism(2)
+    assert keras_meta.config.task_parallelism() == 1
+    # The default needs no change, so it is accepted.
+    assert keras_meta.config.set_task_parallelism(1) == 1
+
+
+@pytest.mark.parametrize(
+    "tasks, error",
+    [
+        (0, ValueError),
+        (-2, ValueError),
+        ("two", TypeError),
+        (True, TypeError),
+        (1.5, TypeError),
+    ],
+)
+def test_bad_task_counts_are_rejected(tasks, error):
+    with pytest.raises(error, match="tasks must"):
+        keras_meta.config.set_task_parallelism(tasks)
