@@ -194,15 +194,25 @@ def classification_tasks(tasks=2, ways=3, shots=2, queries=3, dim=4):
 
 @pytest.mark.parametrize(
     "algorithm, steps, adapt_indices",
-    [("maml", 2, [0, 1, 2, 3]), ("anil", 2, [2, 3])],
+    [
+        ("maml", 2, [0, 1, 2, 3]),
+        # Rematerialised steps, run as a tf.while_loop.
+        ("maml_recompute", 3, [0, 1, 2, 3]),
+        ("anil", 2, [2, 3]),
+    ],
 )
 def test_meta_gradient_matches_finite_differences(
     float64, algorithm, steps, adapt_indices
 ):
     alpha = 0.5
     learner = two_layer_learner(4, 5, 3)
-    if algorithm == "maml":
-        model = keras_meta.MAML(learner, inner_lr=alpha, inner_steps=steps)
+    if algorithm.startswith("maml"):
+        model = keras_meta.MAML(
+            learner,
+            inner_lr=alpha,
+            inner_steps=steps,
+            recompute=algorithm == "maml_recompute",
+        )
     else:
         model = keras_meta.ANIL(learner, inner_lr=alpha, inner_steps=steps)
     x, query_y = classification_tasks()
