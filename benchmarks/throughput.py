@@ -39,7 +39,7 @@ SWEEP_STEPS = (1, 5, 10)
 ALGORITHMS = ("maml", "fomaml", "anil", "reptile", "pretrain")
 
 
-def build(algorithm, config, inner_steps=None, recompute=False):
+def build(algorithm, config, inner_steps=None, recompute="auto"):
     import keras
 
     import keras_meta
@@ -112,7 +112,7 @@ def measure(
     warmup,
     iterations,
     inner_steps=None,
-    recompute=False,
+    recompute="auto",
 ):
     """Runs in the subprocess: returns a dict of figures."""
     import keras
@@ -152,7 +152,7 @@ def measure(
         "first_iterations_seconds": total - sum(times[warmup:]),
         "inner_steps": inner_steps
         or config[7 if algorithm != "reptile" else 8],
-        "recompute": recompute,
+        "recompute": model._recompute if algorithm == "maml" else False,
         "tasks_in_flight": task_parallelism(),
         "threads_per_op": tf.config.threading.get_intra_op_parallelism_threads()
         or "default",
@@ -223,7 +223,10 @@ def main():
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--inner_steps", type=int, help=argparse.SUPPRESS)
     parser.add_argument(
-        "--recompute", action="store_true", help=argparse.SUPPRESS
+        "--recompute",
+        default="auto",
+        choices=("auto", "true", "false"),
+        help=argparse.SUPPRESS,
     )
     args = parser.parse_args()
 
@@ -240,7 +243,7 @@ def main():
             args.warmup,
             args.iterations,
             args.inner_steps,
-            args.recompute,
+            {"true": True, "false": False}.get(args.recompute, "auto"),
         )
         print("RESULT " + json.dumps(result))
         return
@@ -259,7 +262,7 @@ def main():
                         "maml",
                         "omniglot_5w1s_max",
                         args,
-                        extra + (["--recompute"] if recompute else []),
+                        extra + ["--recompute", str(recompute).lower()],
                     )
                 )
     command = "python " + " ".join(sys.argv)

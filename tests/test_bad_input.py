@@ -97,6 +97,10 @@ def test_unbuilt_learner_and_wrong_types():
         keras_meta.MAML(classifier(), inner_steps=1.5)
     with pytest.raises(ValueError, match="inner_optimizer"):
         keras_meta.Reptile(classifier(), inner_optimizer="rmsprop")
+    with pytest.raises(
+        TypeError, match='recompute must be True, False or "auto"'
+    ):
+        keras_meta.MAML(classifier(), recompute="yes")
     with pytest.raises(ValueError, match="head_layers=2 leaves no body"):
         keras_meta.ANIL(classifier(), head_layers=2)
     with pytest.raises(ValueError, match="needs ways=N"):
