@@ -5,7 +5,7 @@ machine. By default they run one after another inside one graph and each
 TensorFlow op splits its work over every CPU core. The ops of a few-shot task
 are small (a 5-image support set, a 28x28 convolution), so on a CPU that split
 costs about as much in synchronisation as it gains: running two tasks side by
-side, each op on its own core, measured 1.1-1.6x faster on a 2-core machine
+side, each op on its own core, measured 1.05-1.6x faster on a 2-core machine
 for every meta-learner (`benchmarks/README.md`). It is a setting rather than
 the default because TensorFlow's thread pools are global to the process and
 fixed once it runs its first op: a large-batch model in the same process
@@ -44,8 +44,8 @@ def set_task_parallelism(tasks="auto"):
     of each spreading over every core; with an accelerator the ops run there
     and only the number of tasks in flight changes. Peak memory grows with
     `tasks`: each task in flight holds its activations until its
-    meta-gradient is taken (on 20-way Omniglot, 1.50 GiB with one task and
-    1.86 GiB with two).
+    meta-gradient is taken (20-way Omniglot MAML: 1257 MiB with one task,
+    1467 MiB with two).
 
     Call it at the start of the program, before building a model or running
     any TensorFlow op: TensorFlow fixes its thread pools then.
