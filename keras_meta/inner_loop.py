@@ -119,35 +119,37 @@ def gradient_descent(
     Returns:
         `(adapted weights, state)`.
     """
-    weights, state = list(weights), list(state)
     if recompute and differentiable and not tf.executing_eagerly():
 
         def step(carry):
             weights, state = rematerialised_step(loss_fn, *carry, learning_rate)
             return weights, list(state)
 
-        return repeat_steps(step, (weights, state), steps)
+        unroll = False
+    else:
 
-    def step(carry):
-        weights, state = carry
-        grads, state = gradients(loss_fn, weights, state)
-        if not differentiable:
-            grads = [tf.stop_gradient(g) for g in grads]
-        new_weights = [w - learning_rate * g for w, g in zip(weights, grads)]
-        return new_weights, list(state)
+        def step(carry):
+            grads, state = gradients(loss_fn, *carry)
+            if not differentiable:
+                grads = [tf.stop_gradient(g) for g in grads]
+            return descend(carry[0], grads, learning_rate), list(state)
 
-    if differentiable:
-        # Unrolled: differentiating plain second-order steps through a
-        # tf.while_loop nested in the meta-batch loop trips a TensorFlow
-        # runtime bug (Grappler's AddN rewrite: "AlreadyExistsError:
-        # Resource __per_step_0/.../tmp_var", tensorflow#25540).
-        for _ in range(steps):
-            weights, state = step((weights, state))
-        return weights, state
-    return repeat_steps(step, (weights, state), steps)
+        # Differentiating plain second-order steps through a tf.while_loop
+        # nested in the meta-batch loop trips a TensorFlow runtime bug
+        # (Grappler's AddN rewrite: "AlreadyExistsError: Resource
+        # __per_step_0/.../tmp_var", tensorflow#25540), so they stay unrolled.
+        unroll = differentiable
+    return repeat_steps(
+        step, (list(weights), list(state)), steps, unroll=unroll
+    )
 
 
-def repeat_steps(step, carry, steps):
+def descend(weights, grads, learning_rate):
+    """One plain gradient step `w - lr * g` over a weight list."""
+    return [w - learning_rate * g for w, g in zip(weights, grads)]
+
+
+def repeat_steps(step, carry, steps, unroll=False):
     """`step(carry) -> carry` applied `steps` times; `carry` is a tuple of
     tensors and lists of tensors, such as `(weights, state)`.
 
@@ -155,10 +157,11 @@ def repeat_steps(step, carry, steps):
     the graph (and the memory TensorFlow spends on building and running it:
     about 25 MB per step of conv4 when unrolled, more than the activations
     of a 20-image support set) does not grow with `steps`; gradients flow
-    through the loop as through unrolled steps. Eagerly, a Python loop.
+    through the loop as through unrolled steps. Eagerly, or with `unroll`,
+    a Python loop.
     """
     carry = tuple(carry)
-    if steps <= 1 or tf.executing_eagerly():
+    if unroll or steps <= 1 or tf.executing_eagerly():
         for _ in range(steps):
             carry = tuple(step(carry))
         return carry
@@ -200,21 +203,13 @@ def rematerialised_step(loss_fn, weights, state, learning_rate):
                 again_inputs = [tf.identity(w) for w in inputs]
             with tf.GradientTape() as outer:
                 outer.watch(again_inputs)
-                with tf.GradientTape() as inner:
-                    inner.watch(again_inputs)
-                    again, _ = loss_fn(again_inputs, state)
-                again_grads = zeros_for_none(
-                    inner.gradient(again, again_inputs), again_inputs
-                )
-                outputs = [
-                    w - learning_rate * g
-                    for w, g in zip(again_inputs, again_grads)
-                ]
+                again_grads, _ = gradients(loss_fn, again_inputs, state)
+                outputs = descend(again_inputs, again_grads, learning_rate)
             return outer.gradient(
                 outputs, again_inputs, output_gradients=list(upstream)
             )
 
-        return [w - learning_rate * g for w, g in zip(inputs, grads)], grad_fn
+        return descend(inputs, grads, learning_rate), grad_fn
 
     new_weights = step(*weights)
     return list(new_weights), holder["state"]

@@ -359,14 +359,18 @@ class MetaLearner(keras.Model):
         self._unpack_episodes(x)  # a TypeError unless x is an episode dict
         self._check_label_values(x.get("support_y"), y)
 
+    def _check_first_batch(self, x, y=None):
+        """Checks the first batch of `x` (see `_first_batch`); returns it."""
+        sample = self._first_batch(x, y)
+        if sample is not None:
+            self._check_sample(*sample)
+        return sample
+
     def _prepare(self, x, y=None):
         """Checks the first batch and keeps it to build the compiled loss
         and metrics from (see `_maybe_symbolic_build`)."""
-        sample = self._first_batch(x, y)
         # A plain attribute, not tracked by Keras.
-        self.__dict__["_build_sample"] = sample
-        if sample is not None:
-            self._check_sample(*sample)
+        self.__dict__["_build_sample"] = self._check_first_batch(x, y)
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Under tf.distribute, Keras builds the compiled loss and metrics
@@ -393,9 +397,7 @@ class MetaLearner(keras.Model):
         self._prepare(x, y)
         validation = kwargs.get("validation_data")
         if isinstance(validation, tf.data.Dataset):
-            sample = self._first_batch(validation)
-            if sample is not None:
-                self._check_sample(*sample)
+            self._check_first_batch(validation)
         return super().fit(x, y, *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
@@ -403,9 +405,7 @@ class MetaLearner(keras.Model):
         return super().evaluate(x, y, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
-        sample = self._first_batch(x)
-        if sample is not None:
-            self._check_sample(*sample)
+        self._check_first_batch(x)
         return super().predict(x, *args, **kwargs)
 
     # ------------------------------------------------------------------

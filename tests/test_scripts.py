@@ -37,22 +37,17 @@ def data_dir_flag():
     return f"--data_dir={shared_data_dir() / 'tfds'}"
 
 
-def script(algorithm, *flags, check=True, **kwargs):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    command = [
-        sys.executable,
-        "-m",
-        f"train.{algorithm}",
-        data_dir_flag(),
-        *flags,
-    ]
+def run_module(module, *flags, check=True, timeout=600, **kwargs):
+    """`python -m module flags...` from the repository, output captured;
+    with `check`, a non-zero exit fails the test with its output."""
+    command = [sys.executable, "-m", module, *flags]
     result = subprocess.run(
         command,
         capture_output=True,
         text=True,
         cwd=REPO,
-        env=env,
-        timeout=600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        timeout=timeout,
         **kwargs,
     )
     if check and result.returncode:
@@ -61,6 +56,11 @@ def script(algorithm, *flags, check=True, **kwargs):
             f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
         )
     return result
+
+
+def script(algorithm, *flags, **kwargs):
+    """A training script (`train.<algorithm>`) on the shared Omniglot."""
+    return run_module(f"train.{algorithm}", data_dir_flag(), *flags, **kwargs)
 
 
 def check_run_folder(out, metric="accuracy"):
@@ -269,16 +269,7 @@ COMPARE_EXTRA = (
 def test_analyze_script(tmp_path):
     out = tmp_path / "run"
     script("maml", *TINY, f"--output_dir={out}")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run(
-        [sys.executable, "-m", "train.analyze", f"--model={out}", "--tasks=8"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_module("train.analyze", f"--model={out}", "--tasks=8")
     assert "NIL head" in done.stdout
     analysis = json.loads((out / "analysis.json").read_text())
     assert [r["layer"] for r in analysis["similarity"]][-1] == "head"
@@ -287,37 +278,20 @@ def test_analyze_script(tmp_path):
     for png in ("analysis_similarity.png", "analysis_freezing.png"):
         with Image.open(out / png) as image:
             assert image.format == "PNG"
-    missing = subprocess.run(
-        [sys.executable, "-m", "train.analyze", f"--model={tmp_path}"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        timeout=600,
-    )
+    missing = run_module("train.analyze", f"--model={tmp_path}", check=False)
     assert missing.returncode == 2 and "no model.keras" in missing.stderr
 
 
 def compare(tmp_path, budget, extra):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "train.compare",
-            f"--budget={budget}",
-            "--eval_tasks=20",
-            f"--output_dir={tmp_path / 'cmp'}",
-            data_dir_flag(),
-            f"--extra={extra}",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
+    run_module(
+        "train.compare",
+        f"--budget={budget}",
+        "--eval_tasks=20",
+        f"--output_dir={tmp_path / 'cmp'}",
+        data_dir_flag(),
+        f"--extra={extra}",
         timeout=3000,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((tmp_path / "cmp" / "compare.json").read_text())
     names = [r["algorithm"] for r in result["rows"]]
     assert names == [
