@@ -14,21 +14,25 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+import keras_meta  # noqa: F401  (registers the classes load_model reads)
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
-TINY = [
-    "--dataset=omniglot",
+# Small Omniglot tasks and a small conv4.
+SMALL_OMNIGLOT = [
     "--filters=8",
     "--meta_batch=4",
     "--queries=2",
     "--eval_queries=2",
-    "--iterations=4",
+]
+# Evaluation and checkpoints every 2 iterations, on 20 tasks.
+OFTEN = [
     "--eval_every=2",
     "--checkpoint_every=2",
     "--val_tasks=20",
-    "--eval_tasks=20",
     "--curve_tasks=20",
-    "--verbose=2",
 ]
+TINY_BUDGET = ["--iterations=4", "--eval_tasks=20", *OFTEN]
+TINY = ["--dataset=omniglot", *SMALL_OMNIGLOT, *TINY_BUDGET, "--verbose=2"]
 
 
 def data_dir_flag():
@@ -245,24 +249,12 @@ def test_every_script_end_to_end(tmp_path, algorithm, flags):
 @pytest.mark.slow
 def test_sinusoid_script_end_to_end(tmp_path):
     out = tmp_path / "sine"
-    script(
-        "maml",
-        "--dataset=sinusoid",
-        "--iterations=4",
-        "--eval_every=2",
-        "--checkpoint_every=2",
-        "--val_tasks=20",
-        "--eval_tasks=20",
-        "--curve_tasks=20",
-        f"--output_dir={out}",
-    )
+    script("maml", "--dataset=sinusoid", *TINY_BUDGET, f"--output_dir={out}")
     check_run_folder(out, metric="loss")
 
 
-COMPARE_EXTRA = (
-    "--filters=8 --meta_batch=4 --queries=2 --eval_queries=2 --eval_every=2 "
-    "--checkpoint_every=2 --val_tasks=20 --curve_tasks=20 --batch_size=32 "
-    "--eval_inner_steps=2"
+COMPARE_EXTRA = " ".join(
+    [*SMALL_OMNIGLOT, *OFTEN, "--batch_size=32", "--eval_inner_steps=2"]
 )
 
 
