@@ -10,6 +10,11 @@ memory is its own.
     python benchmarks/throughput.py                      # the table
     python benchmarks/throughput.py --json out.json      # and a JSON copy
     python benchmarks/throughput.py --only maml --configs omniglot_5w1s_max
+    python benchmarks/throughput.py --learn2learn_python /tmp/l2l/bin/python
+
+The last form measures learn2learn's row of each cell just before ours
+(`learn2learn_reference.py`, in a virtual environment of its own) and
+prints the speed-up from that one run.
 
 Time it on an idle machine: any other busy process distorts the figures.
 """
@@ -37,6 +42,9 @@ CONFIGS = {
 # inner steps, with and without rematerialisation.
 SWEEP_STEPS = (1, 5, 10)
 ALGORITHMS = ("maml", "fomaml", "anil", "reptile", "pretrain")
+REFERENCE_SCRIPT = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "learn2learn_reference.py"
+)
 
 
 def build(algorithm, config, inner_steps=None, recompute="auto"):
@@ -154,14 +162,24 @@ def measure(
         or config[7 if algorithm != "reptile" else 8],
         "recompute": model._recompute if algorithm == "maml" else False,
         "tasks_in_flight": task_parallelism(),
+        "dtype_policy": keras.config.dtype_policy().name,
         "threads_per_op": tf.config.threading.get_intra_op_parallelism_threads()
         or "default",
     }
 
 
+def child_result(command, what):
+    """Runs one measuring subprocess; returns the figures it prints."""
+    out = subprocess.run(command, capture_output=True, text=True, check=False)
+    line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+    if out.returncode or not line:
+        sys.exit(f"{what} failed:\n{out.stderr}")
+    return json.loads(line[0][len("RESULT ") :])
+
+
 def run_child(algorithm, config_name, args, extra=()):
     """Measures one row in a fresh process; returns its figures."""
-    out = subprocess.run(
+    r = child_result(
         [
             sys.executable,
             __file__,
@@ -174,16 +192,12 @@ def run_child(algorithm, config_name, args, extra=()):
             str(args.iterations),
             "--task_parallelism",
             args.task_parallelism,
+            "--dtype_policy",
+            args.dtype_policy,
             *extra,
         ],
-        capture_output=True,
-        text=True,
-        check=False,
+        f"{algorithm} on {config_name}",
     )
-    line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
-    if out.returncode or not line:
-        sys.exit(f"{algorithm} on {config_name} failed:\n{out.stderr}")
-    r = json.loads(line[0][len("RESULT ") :])
     print(
         f"{r['config']:<24} {r['algorithm']:<9} k={r['inner_steps']:<3}"
         f"{' remat' if r['recompute'] else '      '} "
@@ -194,6 +208,53 @@ def run_child(algorithm, config_name, args, extra=()):
         flush=True,
     )
     return r
+
+
+def run_reference(algorithm, config_name, args):
+    """The learn2learn row of the same cell, measured just before ours by
+    `learn2learn_reference.py` under the `--learn2learn_python` interpreter."""
+    r = child_result(
+        [
+            args.learn2learn_python,
+            REFERENCE_SCRIPT,
+            "--child",
+            algorithm,
+            config_name,
+            "--warmup",
+            str(args.warmup),
+            "--iterations",
+            str(args.iterations),
+        ],
+        f"learn2learn {algorithm} on {config_name}",
+    )
+    print(
+        f"{config_name:<24} {'l2l ' + algorithm:<16}"
+        f"{r['seconds_per_iteration']:7.3f} s/it "
+        f"{r['tasks_per_second']:7.1f} tasks/s "
+        f"{r['peak_rss_mib']:7.0f} MiB peak (torch {r['torch']})",
+        flush=True,
+    )
+    return r
+
+
+def measure_row(algorithm, config_name, args):
+    """Our row, preceded by learn2learn's when a reference is asked for."""
+    reference = None
+    if args.learn2learn_python and algorithm != "pretrain":
+        reference = run_reference(algorithm, config_name, args)
+    row = run_child(algorithm, config_name, args)
+    if reference:
+        row["learn2learn"] = reference
+        row["speedup"] = (
+            reference["seconds_per_iteration"] / row["seconds_per_iteration"]
+        )
+        row["memory_ratio"] = row["peak_rss_mib"] / reference["peak_rss_mib"]
+        print(
+            f"{'':<24} {row['speedup']:.2f}x learn2learn's speed, "
+            f"{row['memory_ratio']:.2f}x its peak memory",
+            flush=True,
+        )
+    return row
 
 
 def main():
@@ -220,6 +281,12 @@ def main():
         "per op, on a CPU-only host; Pretrain keeps 1) or an int; 1 is "
         "TensorFlow's default threading",
     )
+    parser.add_argument(
+        "--learn2learn_python",
+        help="an interpreter with torch and learn2learn (its own virtual "
+        "environment): each row is then preceded by learn2learn's, measured "
+        "by learn2learn_reference.py, and the speed-up printed",
+    )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--inner_steps", type=int, help=argparse.SUPPRESS)
     parser.add_argument(
@@ -227,6 +294,12 @@ def main():
         default="auto",
         choices=("auto", "true", "false"),
         help=argparse.SUPPRESS,
+    )
+    parser.add_argument(
+        "--dtype_policy",
+        default="float32",
+        help="keras.config.set_dtype_policy before building, e.g. "
+        "mixed_bfloat16 (a lever measured in benchmarks/README.md)",
     )
     args = parser.parse_args()
 
@@ -238,6 +311,9 @@ def main():
         if tasks == "auto":
             tasks = 1 if args.child[0] == "pretrain" else "auto"
         config.set_task_parallelism(int(tasks) if tasks != "auto" else tasks)
+        import keras
+
+        keras.config.set_dtype_policy(args.dtype_policy)
         result = measure(
             *args.child,
             args.warmup,
@@ -248,8 +324,16 @@ def main():
         print("RESULT " + json.dumps(result))
         return
 
+    if args.learn2learn_python and not os.access(
+        args.learn2learn_python, os.X_OK
+    ):
+        parser.error(
+            f"--learn2learn_python {args.learn2learn_python!r} is not an "
+            "executable interpreter; see benchmarks/learn2learn_reference.py "
+            "for how to make its virtual environment."
+        )
     rows = [
-        run_child(algorithm, config_name, args)
+        measure_row(algorithm, config_name, args)
         for config_name in args.configs
         for algorithm in args.only
     ]
@@ -270,7 +354,8 @@ def main():
     if args.json:
         import tensorflow as tf
 
-        with open(args.json, "w") as f:
+        # Written whole, then renamed: an interrupted run leaves no half file.
+        with open(args.json + ".tmp", "w") as f:
             json.dump(
                 {
                     "command": command,
@@ -284,6 +369,7 @@ def main():
                 f,
                 indent=2,
             )
+        os.replace(args.json + ".tmp", args.json)
 
 
 if __name__ == "__main__":

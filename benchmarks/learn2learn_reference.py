@@ -1,0 +1,252 @@
+"""The learn2learn reference of `throughput.py`, for a side-by-side run.
+
+Times the same configurations as `throughput.py` with learn2learn 0.2.0 on
+PyTorch (CPU), written the way learn2learn's examples train: a Python loop
+over the tasks of a meta-batch, `clone()` and `adapt()` per task and one
+backward pass per task's query loss (gradients accumulate), then an Adam
+meta-step. Reptile runs
+its inner Adam steps on a copy of the learner over the task's support and
+query images, evaluates the query loss (as learn2learn's Reptile example
+reports it), then moves the initialisation by the mean of `phi - W` through
+the same Adam meta-optimizer (as `throughput.py` does).
+
+It is not part of the library and never imported by it: run it with its own
+interpreter, in a virtual environment of its own, e.g.
+
+    python -m venv /tmp/l2l && /tmp/l2l/bin/pip install torch==2.13.0 cython
+    # learn2learn 0.2.0's sdist ships C files too old for Python 3.11:
+    # regenerate them with `cython -3 learn2learn/data/*.pyx` in the unpacked
+    # sdist, then `/tmp/l2l/bin/pip install --no-build-isolation .`
+    /tmp/l2l/bin/python benchmarks/learn2learn_reference.py --runs 2
+
+Only `learn2learn.algorithms.MAML` is loaded (its package `__init__` imports
+torchvision, which PyPI ships for a newer torch than the CPU build here).
+Each row runs in a fresh process, so that peak memory is its own.
+"""
+
+import argparse
+import copy
+import importlib
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import types
+
+# Same tuples as throughput.CONFIGS (not imported: that module's package
+# needs TensorFlow, which this environment does not have).
+CONFIGS = {
+    "omniglot_5w1s_max": (5, 1, 15, 32, (28, 28, 1), 64, "max", 1, 5),
+    "omniglot_5w1s_stride": (5, 1, 15, 32, (28, 28, 1), 64, "stride", 1, 5),
+    "omniglot_20w1s_max": (20, 1, 15, 16, (28, 28, 1), 64, "max", 5, 5),
+    "omniglot_20w1s_stride": (20, 1, 15, 16, (28, 28, 1), 64, "stride", 5, 5),
+    "miniimagenet_5w1s": (5, 1, 15, 4, (84, 84, 3), 32, "max", 5, 5),
+}
+ALGORITHMS = ("maml", "fomaml", "anil", "reptile")
+
+
+def load_maml_class():
+    """`learn2learn.algorithms.maml.MAML` without the package's __init__."""
+    spec = importlib.util.find_spec("learn2learn")
+    if spec is None:
+        sys.exit("learn2learn is not installed in this interpreter.")
+    for name in ("learn2learn", "learn2learn.algorithms"):
+        package = types.ModuleType(name)
+        package.__path__ = [
+            os.path.join(
+                spec.submodule_search_locations[0], *name.split(".")[1:]
+            )
+        ]
+        sys.modules[name] = package
+    return importlib.import_module("learn2learn.algorithms.maml").MAML
+
+
+def conv4(ways, shape, filters, pooling):
+    """The conv4 learner of keras_meta.models.conv4, as (features, head)."""
+    from torch import nn
+
+    height, _, channels = shape
+    layers = []
+    size = height
+    for block in range(4):
+        layers += [
+            nn.Conv2d(
+                channels if block == 0 else filters,
+                filters,
+                3,
+                stride=2 if pooling == "stride" else 1,
+                padding=1,
+            ),
+            nn.BatchNorm2d(filters),
+            nn.ReLU(),
+        ]
+        if pooling == "max":
+            layers.append(nn.MaxPool2d(2))
+            size //= 2
+        else:
+            size = (size + 1) // 2
+    if pooling == "max":
+        layers.append(nn.Flatten())
+        width = filters * size * size
+    else:
+        layers.append(nn.AdaptiveAvgPool2d(1))
+        layers.append(nn.Flatten())
+        width = filters
+    return nn.Sequential(*layers), nn.Linear(width, ways)
+
+
+def measure(algorithm, config_name, warmup, iterations):
+    import torch
+    from torch import nn
+
+    MAML = load_maml_class()
+    ways, shots, queries, tasks, shape, filters, pooling, steps, k = CONFIGS[
+        config_name
+    ]
+    torch.manual_seed(0)
+    features, head = conv4(ways, shape, filters, pooling)
+    loss_fn = nn.CrossEntropyLoss()
+    height, width, channels = shape
+    support_shots = shots + queries if algorithm == "reptile" else shots
+    support_x = torch.rand(tasks, ways * support_shots, channels, height, width)
+    support_y = torch.arange(ways).repeat_interleave(support_shots)
+    query_x = torch.rand(tasks, ways * queries, channels, height, width)
+    query_y = torch.arange(ways).repeat_interleave(queries)
+
+    if algorithm in ("maml", "fomaml"):
+        meta = MAML(
+            nn.Sequential(features, head),
+            lr=0.4,
+            first_order=algorithm == "fomaml",
+        )
+        parameters = meta.parameters()
+    elif algorithm == "anil":
+        meta = MAML(head, lr=0.4)
+        parameters = list(features.parameters()) + list(meta.parameters())
+    else:
+        meta = nn.Sequential(features, head)
+        parameters = meta.parameters()
+    optimizer = torch.optim.Adam(parameters, 1e-3)
+
+    def iteration():
+        optimizer.zero_grad()
+        if algorithm == "reptile":
+            for p in meta.parameters():
+                p.grad = torch.zeros_like(p)
+            for t in range(tasks):
+                fast = copy.deepcopy(meta)
+                inner = torch.optim.Adam(fast.parameters(), 1e-3)
+                for _ in range(k):
+                    inner.zero_grad()
+                    loss_fn(fast(support_x[t]), support_y).backward()
+                    inner.step()
+                with torch.no_grad():
+                    # The query loss after adaptation, which learn2learn's
+                    # Reptile example reports and keras-meta's fit computes.
+                    loss_fn(fast(query_x[t]), query_y)
+                for p, w in zip(meta.parameters(), fast.parameters()):
+                    p.grad.add_((p.data - w.data) / tasks)
+        else:
+            for t in range(tasks):
+                learner = meta.clone()
+                if algorithm == "anil":
+                    support = features(support_x[t])
+                    query = features(query_x[t])
+                else:
+                    support, query = support_x[t], query_x[t]
+                for _ in range(steps):
+                    learner.adapt(loss_fn(learner(support), support_y))
+                # One backward pass per task, as learn2learn's examples do:
+                # each task's graph is freed before the next one is built.
+                (loss_fn(learner(query), query_y) / tasks).backward()
+        optimizer.step()
+
+    times = []
+    for _ in range(warmup + iterations):
+        start = time.perf_counter()
+        iteration()
+        times.append(time.perf_counter() - start)
+    seconds = statistics.median(times[warmup:])
+    return {
+        "algorithm": algorithm,
+        "config": config_name,
+        "seconds_per_iteration": seconds,
+        "tasks_per_second": tasks / seconds,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        / 1024,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--only", nargs="+", choices=ALGORITHMS, default=ALGORITHMS
+    )
+    parser.add_argument(
+        "--configs", nargs="+", choices=CONFIGS, default=CONFIGS
+    )
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--iterations", type=int, default=6)
+    parser.add_argument("--runs", type=int, default=1, help="runs per row")
+    parser.add_argument("--json", help="also write the rows here")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        result = measure(*args.child, args.warmup, args.iterations)
+        print("RESULT " + json.dumps(result), flush=True)
+        return
+    rows = []
+    for config_name in args.configs:
+        for algorithm in args.only:
+            for _ in range(args.runs):
+                out = subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--child",
+                        algorithm,
+                        config_name,
+                        "--warmup",
+                        str(args.warmup),
+                        "--iterations",
+                        str(args.iterations),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                line = [
+                    x
+                    for x in out.stdout.splitlines()
+                    if x.startswith("RESULT ")
+                ]
+                if out.returncode or not line:
+                    sys.exit(
+                        f"{algorithm} on {config_name} failed:\n{out.stderr}"
+                    )
+                r = json.loads(line[0][len("RESULT ") :])
+                rows.append(r)
+                print(
+                    f"{config_name:<24} {algorithm:<8} "
+                    f"{r['seconds_per_iteration']:7.3f} s/it "
+                    f"{r['tasks_per_second']:7.1f} tasks/s "
+                    f"{r['peak_rss_mib']:6.0f} MiB peak",
+                    flush=True,
+                )
+    command = "python benchmarks/learn2learn_reference.py " + " ".join(
+        sys.argv[1:]
+    )
+    print(f"# reproduce: {command}")
+    if args.json:
+        with open(args.json + ".tmp", "w") as f:
+            json.dump({"command": command, "rows": rows}, f, indent=1)
+        os.replace(args.json + ".tmp", args.json)
+
+
+if __name__ == "__main__":
+    main()
