@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 import keras_meta
+from keras_meta import inner_loop
 
 RNG = np.random.default_rng(0)
 
@@ -250,11 +251,19 @@ def numpy_reptile_weights(w, x, alpha, steps, optimizer):
     return np.stack(adapted)
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize(
+    "optimizer, steps",
+    [
+        ("sgd", 4),
+        ("adam", 4),
+        # More Adam steps than are unrolled: the same update through the loop.
+        ("adam", inner_loop.MAX_UNROLLED_ADAM_STEPS + 2),
+    ],
+)
 def test_reptile_update_is_interpolation_towards_mean_adapted_weights(
-    float64, optimizer
+    float64, optimizer, steps
 ):
-    alpha, eps, steps = 0.05, 0.3, 4
+    alpha, eps = 0.05, 0.3
     episode = regression_tasks(tasks=4)
     model = keras_meta.Reptile(
         linear_learner(4),
