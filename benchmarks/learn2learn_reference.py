@@ -4,20 +4,24 @@ Times the same configurations as `throughput.py` with learn2learn 0.2.0 on
 PyTorch (CPU), written the way learn2learn's examples train: a Python loop
 over the tasks of a meta-batch, `clone()` and `adapt()` per task and one
 backward pass per task's query loss (gradients accumulate), then an Adam
-meta-step. Reptile runs
-its inner Adam steps on a copy of the learner over the task's support and
-query images, evaluates the query loss (as learn2learn's Reptile example
-reports it), then moves the initialisation by the mean of `phi - W` through
-the same Adam meta-optimizer (as `throughput.py` does).
+meta-step. Reptile runs its inner Adam steps on a copy of the learner over
+the task's support and query images, evaluates the query loss (as
+learn2learn's Reptile example reports it), then moves the initialisation by
+the mean of `phi - W` through the same Adam meta-optimizer (as
+`throughput.py` does).
 
 It is not part of the library and never imported by it: run it with its own
 interpreter, in a virtual environment of its own, e.g.
 
-    python -m venv /tmp/l2l && /tmp/l2l/bin/pip install torch==2.13.0 cython
-    # learn2learn 0.2.0's sdist ships C files too old for Python 3.11:
-    # regenerate them with `cython -3 learn2learn/data/*.pyx` in the unpacked
-    # sdist, then `/tmp/l2l/bin/pip install --no-build-isolation .`
-    /tmp/l2l/bin/python benchmarks/learn2learn_reference.py --runs 2
+    python -m venv ../l2l-env
+    ../l2l-env/bin/pip install torch==2.13.0 cython numpy
+    ../l2l-env/bin/pip download --no-deps --no-binary :all: \
+        learn2learn==0.2.0 -d ../l2l-src
+    # Its sdist ships C files too old for Python 3.11: unpack it, run
+    # `cython -3 learn2learn/data/*.pyx` inside, then from there
+    # `../l2l-env/bin/pip install --no-build-isolation .` (and put back
+    # torch==2.13.0 if pip replaced it).
+    ../l2l-env/bin/python benchmarks/learn2learn_reference.py --runs 2
 
 Only `learn2learn.algorithms.MAML` is loaded (its package `__init__` imports
 torchvision, which PyPI ships for a newer torch than the CPU build here).

@@ -10,7 +10,7 @@ memory is its own.
     python benchmarks/throughput.py                      # the table
     python benchmarks/throughput.py --json out.json      # and a JSON copy
     python benchmarks/throughput.py --only maml --configs omniglot_5w1s_max
-    python benchmarks/throughput.py --learn2learn_python /tmp/l2l/bin/python
+    python benchmarks/throughput.py --learn2learn_python ../l2l-env/bin/python
 
 The last form measures learn2learn's row of each cell just before ours
 (`learn2learn_reference.py`, in a virtual environment of its own) and
