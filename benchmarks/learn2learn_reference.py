@@ -35,20 +35,14 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 import types
 
-# Same tuples as throughput.CONFIGS (not imported: that module's package
-# needs TensorFlow, which this environment does not have).
-CONFIGS = {
-    "omniglot_5w1s_max": (5, 1, 15, 32, (28, 28, 1), 64, "max", 1, 5),
-    "omniglot_5w1s_stride": (5, 1, 15, 32, (28, 28, 1), 64, "stride", 1, 5),
-    "omniglot_20w1s_max": (20, 1, 15, 16, (28, 28, 1), 64, "max", 5, 5),
-    "omniglot_20w1s_stride": (20, 1, 15, 16, (28, 28, 1), 64, "stride", 5, 5),
-    "miniimagenet_5w1s": (5, 1, 15, 4, (84, 84, 3), 32, "max", 5, 5),
-}
+# The cells and the row runner are throughput.py's own (its top level needs
+# only the standard library, so this interpreter can import it).
+from throughput import CONFIGS, run_reference
+
 ALGORITHMS = ("maml", "fomaml", "anil", "reptile")
 
 
@@ -204,44 +198,12 @@ def main():
         result = measure(*args.child, args.warmup, args.iterations)
         print("RESULT " + json.dumps(result), flush=True)
         return
-    rows = []
-    for config_name in args.configs:
-        for algorithm in args.only:
-            for _ in range(args.runs):
-                out = subprocess.run(
-                    [
-                        sys.executable,
-                        __file__,
-                        "--child",
-                        algorithm,
-                        config_name,
-                        "--warmup",
-                        str(args.warmup),
-                        "--iterations",
-                        str(args.iterations),
-                    ],
-                    capture_output=True,
-                    text=True,
-                    check=False,
-                )
-                line = [
-                    x
-                    for x in out.stdout.splitlines()
-                    if x.startswith("RESULT ")
-                ]
-                if out.returncode or not line:
-                    sys.exit(
-                        f"{algorithm} on {config_name} failed:\n{out.stderr}"
-                    )
-                r = json.loads(line[0][len("RESULT ") :])
-                rows.append(r)
-                print(
-                    f"{config_name:<24} {algorithm:<8} "
-                    f"{r['seconds_per_iteration']:7.3f} s/it "
-                    f"{r['tasks_per_second']:7.1f} tasks/s "
-                    f"{r['peak_rss_mib']:6.0f} MiB peak",
-                    flush=True,
-                )
+    rows = [
+        run_reference(algorithm, config_name, args, sys.executable)
+        for config_name in args.configs
+        for algorithm in args.only
+        for _ in range(args.runs)
+    ]
     command = "python benchmarks/learn2learn_reference.py " + " ".join(
         sys.argv[1:]
     )

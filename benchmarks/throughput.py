@@ -168,6 +168,21 @@ def measure(
     }
 
 
+def child_command(interpreter, script, algorithm, config_name, args):
+    """The command line that measures one row in a fresh process."""
+    return [
+        interpreter,
+        script,
+        "--child",
+        algorithm,
+        config_name,
+        "--warmup",
+        str(args.warmup),
+        "--iterations",
+        str(args.iterations),
+    ]
+
+
 def child_result(command, what):
     """Runs one measuring subprocess; returns the figures it prints."""
     out = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -181,15 +196,9 @@ def run_child(algorithm, config_name, args, extra=()):
     """Measures one row in a fresh process; returns its figures."""
     r = child_result(
         [
-            sys.executable,
-            __file__,
-            "--child",
-            algorithm,
-            config_name,
-            "--warmup",
-            str(args.warmup),
-            "--iterations",
-            str(args.iterations),
+            *child_command(
+                sys.executable, __file__, algorithm, config_name, args
+            ),
             "--task_parallelism",
             args.task_parallelism,
             "--dtype_policy",
@@ -210,21 +219,18 @@ def run_child(algorithm, config_name, args, extra=()):
     return r
 
 
-def run_reference(algorithm, config_name, args):
-    """The learn2learn row of the same cell, measured just before ours by
-    `learn2learn_reference.py` under the `--learn2learn_python` interpreter."""
+def run_reference(algorithm, config_name, args, interpreter=None):
+    """The learn2learn row of the same cell, measured by
+    `learn2learn_reference.py` under an interpreter that has learn2learn
+    (`--learn2learn_python` unless given)."""
     r = child_result(
-        [
-            args.learn2learn_python,
+        child_command(
+            interpreter or args.learn2learn_python,
             REFERENCE_SCRIPT,
-            "--child",
             algorithm,
             config_name,
-            "--warmup",
-            str(args.warmup),
-            "--iterations",
-            str(args.iterations),
-        ],
+            args,
+        ),
         f"learn2learn {algorithm} on {config_name}",
     )
     print(
