@@ -43,11 +43,12 @@ import types
 # only the standard library, so this interpreter can import it).
 from throughput import CONFIGS, run_reference
 
-ALGORITHMS = ("maml", "fomaml", "anil", "reptile")
+ALGORITHMS = ("maml", "fomaml", "anil", "reptile", "metasgd")
 
 
-def load_maml_class():
-    """`learn2learn.algorithms.maml.MAML` without the package's __init__."""
+def load_class(module="maml", name="MAML"):
+    """`learn2learn.algorithms.<module>.<name>` (MAML, or MetaSGD from
+    `meta_sgd`) without the package's __init__."""
     spec = importlib.util.find_spec("learn2learn")
     if spec is None:
         sys.exit("learn2learn is not installed in this interpreter.")
@@ -59,7 +60,9 @@ def load_maml_class():
             )
         ]
         sys.modules[name] = package
-    return importlib.import_module("learn2learn.algorithms.maml").MAML
+    return getattr(
+        importlib.import_module(f"learn2learn.algorithms.{module}"), name
+    )
 
 
 def conv4(ways, shape, filters, pooling):
@@ -100,7 +103,7 @@ def measure(algorithm, config_name, warmup, iterations):
     import torch
     from torch import nn
 
-    MAML = load_maml_class()
+    MAML = load_class()
     ways, shots, queries, tasks, shape, filters, pooling, steps, k = CONFIGS[
         config_name
     ]
@@ -114,7 +117,12 @@ def measure(algorithm, config_name, warmup, iterations):
     query_x = torch.rand(tasks, ways * queries, channels, height, width)
     query_y = torch.arange(ways).repeat_interleave(queries)
 
-    if algorithm in ("maml", "fomaml"):
+    if algorithm == "metasgd":
+        meta = load_class("meta_sgd", "MetaSGD")(
+            nn.Sequential(features, head), lr=0.4
+        )
+        parameters = meta.parameters()
+    elif algorithm in ("maml", "fomaml"):
         meta = MAML(
             nn.Sequential(features, head),
             lr=0.4,

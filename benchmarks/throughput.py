@@ -41,7 +41,15 @@ CONFIGS = {
 # The memory sweep: second-order MAML on the first configuration with more
 # inner steps, with and without rematerialisation.
 SWEEP_STEPS = (1, 5, 10)
-ALGORITHMS = ("maml", "fomaml", "anil", "reptile", "pretrain")
+ALGORITHMS = (
+    "maml",
+    "fomaml",
+    "anil",
+    "reptile",
+    "pretrain",
+    "metasgd",
+    "mamlpp",
+)
 REFERENCE_SCRIPT = os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "learn2learn_reference.py"
 )
@@ -70,6 +78,8 @@ def build(algorithm, config, inner_steps=None, recompute="auto"):
             "reptile": lambda: keras_meta.Reptile(
                 learner, 0.001, k, inner_optimizer="adam"
             ),
+            "metasgd": lambda: keras_meta.MetaSGD(learner, 0.4, steps),
+            "mamlpp": lambda: keras_meta.MAMLPlusPlus(learner, 0.4, steps),
         }[algorithm]()
     model.compile(
         optimizer="adam",
@@ -160,7 +170,11 @@ def measure(
         "first_iterations_seconds": total - sum(times[warmup:]),
         "inner_steps": inner_steps
         or config[7 if algorithm != "reptile" else 8],
-        "recompute": model._recompute if algorithm == "maml" else False,
+        "recompute": algorithm == "maml"
+        and (
+            model.recompute is True
+            or (model.recompute == "auto" and model.inner_steps > 1)
+        ),
         "tasks_in_flight": task_parallelism(),
         "dtype_policy": keras.config.dtype_policy().name,
         "threads_per_op": tf.config.threading.get_intra_op_parallelism_threads()

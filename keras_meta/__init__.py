@@ -1,22 +1,29 @@
-"""keras-meta: meta-learning (MAML, ANIL, Reptile) as Keras models."""
+"""keras-meta: meta-learning (MAML, ANIL, Reptile, Meta-SGD, MAML++) as
+Keras models."""
 
 from keras_meta import analysis, callbacks, config, data, inner_loop, models
 from keras_meta.anil import ANIL
+from keras_meta.engine import MetaLearner, Task, TaskUpdate
 from keras_meta.evaluation import FewShotResult, evaluate_few_shot
 from keras_meta.maml import MAML
-from keras_meta.meta_learner import MetaLearner
+from keras_meta.mamlpp import MAMLPlusPlus
+from keras_meta.metasgd import MetaSGD
 from keras_meta.pretrain import Pretrain
 from keras_meta.reptile import Reptile
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "ANIL",
     "FewShotResult",
     "MAML",
+    "MAMLPlusPlus",
     "MetaLearner",
+    "MetaSGD",
     "Pretrain",
     "Reptile",
+    "Task",
+    "TaskUpdate",
     "analysis",
     "callbacks",
     "config",

@@ -22,6 +22,9 @@ import numpy as np
 import tensorflow as tf
 
 from keras_meta import inner_loop
+from keras_meta.engine import Task
+from keras_meta.evaluation import ci95
+from keras_meta.learner_parts import LearnerSplit, put, take, variable_indices
 
 
 def _as_matrix(x, name):
@@ -108,10 +111,10 @@ def _probe(learner, layers):
     probe = keras.Model(learner.inputs, [layer.output for layer in layers])
     return (
         probe,
-        inner_loop.variable_indices(
+        variable_indices(
             probe.trainable_variables, learner.trainable_variables
         ),
-        inner_loop.variable_indices(
+        variable_indices(
             probe.non_trainable_variables, learner.non_trainable_variables
         ),
     )
@@ -172,7 +175,7 @@ def representation_similarity(
     layers = layers or _weighted_layers(learner)
     probe, trainable, non_trainable = _probe(learner, layers)
     indices = (trainable, non_trainable)
-    weights, state = model._weights_and_state()
+    weights, state = model.weights_and_state()
     steps = model.eval_inner_steps if steps is None else steps
     cka, cca = [], []
     for support_x, support_y, query_x, _ in _tasks(episodes, num_tasks):
@@ -208,68 +211,117 @@ def _accuracy(logits, labels):
     return float(np.mean(np.argmax(logits, axis=-1) == np.asarray(labels)))
 
 
-def freezing_ablation(model, episodes, num_tasks=100, steps=None):
-    """Test accuracy when the inner loop adapts only layers i..L.
-
-    Row i freezes every weighted layer before the i-th (counting from 0)
-    at the meta-learned initialisation and adapts the rest with the model's
-    inner loop settings; the last row adapts only the head, ANIL-style, and
-    a final row (`"none"`) adapts nothing. Batch-norm layers follow the
-    layer they normalise.
-
-    Returns:
-        A list of dicts `{"adapted_from": layer name or "none",
-        "accuracy": mean, "ci95": 95% interval}`.
-    """
-    learner = model.learner
-    layers = _weighted_layers(learner)
-    steps = model.eval_inner_steps if steps is None else steps
-    variables = learner.trainable_variables
-    position = {id(v): i for i, v in enumerate(variables)}
-    layer_of = {}
-    current = 0
+def _layer_of_variable(learner, layers):
+    """For each trainable variable of `learner`, the index in `layers` of
+    the weighted layer it belongs to (batch-norm follows the layer it
+    normalises)."""
+    position = {id(v): i for i, v in enumerate(learner.trainable_variables)}
+    layer_of, current = {}, 0
     for layer in learner.layers:
         if layer in layers:
             current = layers.index(layer)
         for v in layer.trainable_weights:
             layer_of[position[id(v)]] = current
-    weights, state = model._weights_and_state()
+    return [layer_of[i] for i in range(len(position))]
+
+
+def _subset_scores(model, tasks, adapt, steps, learning_rate):
+    """Per-task query accuracy when the inner loop adapts only the learner
+    variables at positions `adapt` (SGD, `steps` steps of `learning_rate`)."""
+    weights, state = model.weights_and_state()
+    steps = steps if adapt else 0
+
+    @tf.function(reduce_retracing=True)
+    def score(support_x, support_y, query_x, query_y):
+        support_loss = model.support_loss(Task(support_x, support_y, query_x))
+
+        def subset_loss(subset, task_state, step):
+            return support_loss(put(weights, adapt, subset), task_state, step)
+
+        subset, _ = inner_loop.gradient_descent(
+            subset_loss,
+            take(weights, adapt),
+            state,
+            steps,
+            learning_rate,
+            differentiable=False,
+        )
+        logits, _, _ = model.forward(
+            put(weights, adapt, subset), state, query_x
+        )
+        hits = tf.equal(tf.argmax(logits, axis=-1), tf.cast(query_y, tf.int64))
+        return tf.reduce_mean(tf.cast(hits, tf.float32))
+
+    return np.asarray([float(score(*task)) for task in tasks])
+
+
+def freezing_ablation(
+    model, episodes, num_tasks=100, steps=None, learning_rate=None
+):
+    """Test accuracy when the inner loop adapts only layers i..L.
+
+    Row i freezes every weighted layer before the i-th (counting from 0)
+    at the meta-learned initialisation and adapts the rest with plain SGD
+    (`steps`, default `eval_inner_steps`; `learning_rate`, default
+    `inner_lr`); the last row but one adapts only the head, ANIL-style, and
+    the last (`"none"`) adapts nothing. Batch-norm layers follow the layer
+    they normalise. Raghu et al.'s Table 1 freezes layers 1..i the same way.
+
+    Returns:
+        A list of dicts `{"adapted_from": layer name or "none",
+        "frozen": number of frozen weighted layers, "accuracy": mean,
+        "ci95": 95% interval}`.
+    """
+    layers = _weighted_layers(model.learner)
+    layer_of = _layer_of_variable(model.learner, layers)
+    steps = model.eval_inner_steps if steps is None else steps
+    rate = model.inner_lr if learning_rate is None else learning_rate
     tasks = list(_tasks(episodes, num_tasks))
     rows = []
-    for first in list(range(len(layers))) + [len(layers)]:
-        adapt = [i for i in range(len(variables)) if layer_of[i] >= first]
-        scores = []
-        for support_x, support_y, query_x, query_y in tasks:
-            support_loss = model._support_loss_fn(support_x, support_y)
-
-            def subset_loss(
-                subset, task_state, support_loss=support_loss, adapt=adapt
-            ):
-                return support_loss(
-                    inner_loop.put(weights, adapt, subset), task_state
-                )
-
-            subset, _ = inner_loop.gradient_descent(
-                subset_loss,
-                inner_loop.take(weights, adapt),
-                state,
-                steps if adapt else 0,
-                model.inner_lr,
-                differentiable=False,
-            )
-            full = inner_loop.put(weights, adapt, subset)
-            logits, _ = model._forward(full, state, query_x)
-            scores.append(_accuracy(logits, query_y))
-        scores = np.asarray(scores)
+    for first in range(len(layers) + 1):
+        adapt = [i for i, layer in enumerate(layer_of) if layer >= first]
+        scores = _subset_scores(model, tasks, adapt, steps, rate)
         rows.append(
             {
-                "adapted_from": layers[first].name
-                if first < len(layers)
-                else "none",
+                "adapted_from": (
+                    layers[first].name if first < len(layers) else "none"
+                ),
+                "frozen": first,
                 "accuracy": float(scores.mean()),
-                "ci95": float(1.96 * scores.std() / np.sqrt(len(scores))),
+                "ci95": ci95(scores),
             }
         )
+    return rows
+
+
+def head_only_accuracy(
+    model, episodes, num_tasks=100, steps=(None,), learning_rates=(None,)
+):
+    """Test accuracy when the inner loop adapts only the head (the last
+    weighted layer), for every pair of `steps` and `learning_rates` (None:
+    the model's own `eval_inner_steps` / `inner_lr`).
+
+    Returns:
+        A list of dicts `{"steps", "learning_rate", "accuracy", "ci95"}`.
+    """
+    layers = _weighted_layers(model.learner)
+    layer_of = _layer_of_variable(model.learner, layers)
+    head = [i for i, layer in enumerate(layer_of) if layer == len(layers) - 1]
+    tasks = list(_tasks(episodes, num_tasks))
+    rows = []
+    for k in steps:
+        k = model.eval_inner_steps if k is None else k
+        for rate in learning_rates:
+            rate = model.inner_lr if rate is None else rate
+            scores = _subset_scores(model, tasks, head, k, rate)
+            rows.append(
+                {
+                    "steps": k,
+                    "learning_rate": rate,
+                    "accuracy": float(scores.mean()),
+                    "ci95": ci95(scores),
+                }
+            )
     return rows
 
 
@@ -283,10 +335,10 @@ def nil_accuracy(model, episodes, num_tasks=100):
     Returns:
         `{"accuracy": mean, "ci95": 95% interval, "num_tasks": n}`.
     """
-    split = inner_loop.LearnerSplit(model.learner, 1)
-    weights, state = model._weights_and_state()
-    body_weights = inner_loop.take(weights, split.body_trainable)
-    body_state = inner_loop.take(state, split.body_non_trainable)
+    split = LearnerSplit(model.learner, 1)
+    weights, state = model.weights_and_state()
+    body_weights = take(weights, split.body_trainable)
+    body_state = take(state, split.body_non_trainable)
 
     def features(x):
         out, _ = split.body.stateless_call(
@@ -312,6 +364,94 @@ def nil_accuracy(model, episodes, num_tasks=100):
     scores = np.asarray(scores)
     return {
         "accuracy": float(scores.mean()),
-        "ci95": float(1.96 * scores.std() / np.sqrt(len(scores))),
+        "ci95": ci95(scores),
         "num_tasks": int(len(scores)),
+    }
+
+
+DIRECTIONS = ("pretrain", "first_order_maml", "maml", "reptile")
+
+
+def _directions_function(model, steps, learning_rate):
+    """Compiled `fn(support_x, support_y, query_x, query_y)` -> the four
+    update directions of one task at the current initialisation, each a
+    list shaped like the learner's weights."""
+    weights, state = model.weights_and_state()
+
+    @tf.function(reduce_retracing=True)
+    def directions(support_x, support_y, query_x, query_y):
+        task = Task(support_x, support_y, query_x, query_y)
+        support_loss = model.support_loss(task)
+
+        def query_loss(fast, task_state, step):
+            y_pred, task_state, losses = model.forward(
+                fast, task_state, query_x
+            )
+            return model.query_loss(task, y_pred, losses), task_state
+
+        pretrain, _ = inner_loop.gradients(support_loss, weights, state)
+        init = [tf.identity(w) for w in weights]
+        with tf.GradientTape() as tape:
+            tape.watch(init)
+            adapted, adapted_state = inner_loop.gradient_descent(
+                support_loss, init, state, steps, learning_rate, True
+            )
+            loss, _ = query_loss(adapted, adapted_state, steps)
+        maml = inner_loop.zeros_for_none(tape.gradient(loss, init), init)
+        adapted = [tf.stop_gradient(w) for w in adapted]
+        first_order, _ = inner_loop.gradients(
+            query_loss, adapted, adapted_state
+        )
+        reptile = [w - a for w, a in zip(weights, adapted)]
+        return pretrain, first_order, maml, reptile
+
+    return directions
+
+
+def update_directions(
+    model, episodes, num_tasks=100, steps=2, learning_rate=None
+):
+    """How the update directions of the algorithms differ, per task.
+
+    At the model's current initialisation phi, for each task: the
+    pre-training direction (the gradient of the support loss at phi, g1),
+    the first-order MAML direction (the query-loss gradient at the weights W
+    after `steps` SGD steps of `learning_rate`, default `inner_lr`), the
+    second-order MAML meta-gradient (the same, carried back through the
+    steps) and the Reptile direction `phi - W` (`a * (g1 + g2)` for two
+    steps). Directions are flattened over all of the learner's weights.
+
+    Returns:
+        `{"steps", "learning_rate", "num_tasks", "norms": {name: {"mean",
+        "ci95"}}, "cosines": {"a|b": {"mean", "ci95"}}}` over the tasks,
+        names as in `DIRECTIONS`.
+    """
+    rate = model.inner_lr if learning_rate is None else learning_rate
+    directions = _directions_function(model, steps, rate)
+    vectors = {name: [] for name in DIRECTIONS}
+    for task in _tasks(episodes, num_tasks):
+        for name, direction in zip(DIRECTIONS, directions(*task)):
+            vectors[name].append(
+                np.concatenate([np.ravel(np.asarray(d)) for d in direction])
+            )
+    vectors = {k: np.asarray(v, np.float64) for k, v in vectors.items()}
+
+    def summary(values):
+        return {"mean": float(np.mean(values)), "ci95": ci95(values)}
+
+    norms = {k: summary(np.linalg.norm(v, axis=1)) for k, v in vectors.items()}
+    cosines = {}
+    for i, a in enumerate(DIRECTIONS):
+        for b in DIRECTIONS[i + 1 :]:
+            u, v = vectors[a], vectors[b]
+            denominator = np.maximum(
+                np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1), 1e-300
+            )
+            cosines[f"{a}|{b}"] = summary(np.sum(u * v, axis=1) / denominator)
+    return {
+        "steps": steps,
+        "learning_rate": rate,
+        "num_tasks": len(vectors["maml"]),
+        "norms": norms,
+        "cosines": cosines,
     }

@@ -40,30 +40,37 @@ class FewShotResult:
         return dataclasses.asdict(self)
 
 
-def per_task_scores(model, x, y):
+def ci95(values):
+    """The half-width of the 95% interval of the mean of `values`:
+    `1.96 * std / sqrt(n)`, as Finn et al. report."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(1.96 * np.std(values) / math.sqrt(len(values)))
+
+
+def per_task_scores(model, x, y, steps, bn_mode):
     """Per-task accuracy (classification) or loss (regression), `[T]`."""
-    y_pred = model(x, training=False)
-    if model._num_classes() is not None:
+    y_pred = model.adapted_predictions(x, steps, bn_mode)
+    if model.num_classes is not None:
         labels = tf.cast(y, tf.int64)
         hits = tf.equal(tf.argmax(y_pred, axis=-1), labels)
         return tf.reduce_mean(tf.cast(hits, tf.float32), axis=1)
-    return tf.map_fn(
-        lambda task: tf.cast(model.task_loss(*task), tf.float32),
-        (y, y_pred),
-        fn_output_signature=tf.float32,
+    return tf.reduce_mean(
+        tf.cast(model.loss_values(y, y_pred), tf.float32), axis=1
     )
 
 
 def _scores_function(model):
-    """`per_task_scores` compiled once per model, inner-step count and batch
-    norm mode (the two are baked into the graph)."""
+    """`per_task_scores`, compiled once per model (steps and batch-norm mode
+    are arguments, so a new pair retraces without touching the model)."""
     cache = model.__dict__.setdefault("_few_shot_scores", {})
-    key = (model.eval_inner_steps, model.bn_mode)
-    if key not in cache:
-        cache[key] = tf.function(
-            lambda x, y: per_task_scores(model, x, y), reduce_retracing=True
+    if "fn" not in cache:
+        cache["fn"] = tf.function(
+            lambda x, y, steps, bn_mode: per_task_scores(
+                model, x, y, steps, bn_mode
+            ),
+            reduce_retracing=True,
         )
-    return cache[key]
+    return cache["fn"]
 
 
 def evaluate_few_shot(
@@ -89,35 +96,28 @@ def evaluate_few_shot(
     """
     if num_tasks < 1:
         raise ValueError(f"num_tasks must be >= 1, got {num_tasks}.")
-    saved = model.eval_inner_steps, model.bn_mode
-    try:
-        if inner_steps is not None:
-            model.eval_inner_steps = inner_steps
-        if bn_mode is not None:
-            model.bn_mode = bn_mode
-        scores = _scores_function(model)
-        collected, total = [], 0
-        for x, y in episodes:
-            batch = scores(x, y).numpy()
-            collected.append(batch[: num_tasks - total])
-            total += len(collected[-1])
-            if total >= num_tasks:
-                break
-        if total < num_tasks:
-            raise ValueError(
-                f"The episodes ran out after {total} tasks; num_tasks="
-                f"{num_tasks} needs an endless (or longer) dataset."
-            )
-        values = np.concatenate(collected)
-        std = float(np.std(values))
-        return FewShotResult(
-            metric=("accuracy" if model._num_classes() is not None else "loss"),
-            mean=float(np.mean(values)),
-            ci95=1.96 * std / math.sqrt(num_tasks),
-            std=std,
-            num_tasks=num_tasks,
-            inner_steps=model.eval_inner_steps,
-            bn_mode=model.bn_mode,
+    steps = model.eval_inner_steps if inner_steps is None else inner_steps
+    bn_mode = bn_mode or model.bn_mode
+    scores = _scores_function(model)
+    collected, total = [], 0
+    for x, y in episodes:
+        batch = scores(x, y, steps, bn_mode).numpy()
+        collected.append(batch[: num_tasks - total])
+        total += len(collected[-1])
+        if total >= num_tasks:
+            break
+    if total < num_tasks:
+        raise ValueError(
+            f"The episodes ran out after {total} tasks; num_tasks="
+            f"{num_tasks} needs an endless (or longer) dataset."
         )
-    finally:
-        model.eval_inner_steps, model.bn_mode = saved
+    values = np.concatenate(collected)
+    return FewShotResult(
+        metric="accuracy" if model.num_classes is not None else "loss",
+        mean=float(np.mean(values)),
+        ci95=ci95(values),
+        std=float(np.std(values)),
+        num_tasks=num_tasks,
+        inner_steps=steps,
+        bn_mode=bn_mode,
+    )

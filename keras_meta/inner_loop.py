@@ -1,61 +1,30 @@
-"""Shared inner-loop machinery: fast weights, task losses and gradient steps.
+"""Inner-loop steps on lists of fast weights.
 
-Every meta-learner in keras-meta adapts a *learner* (a plain Keras model) to a
-task by running it statelessly with a list of "fast weights" in place of its
-trainable variables (`Layer.stateless_call`), so that any learner built from
-standard Keras layers works, and so that gradients can flow from the adapted
-weights back to the initialisation (second-order MAML) or be cut (first order).
+Every meta-learner adapts a *learner* (a plain Keras model) by running it
+statelessly with a list of "fast weights" in place of its trainable
+variables (`Layer.stateless_call`), so that any learner of standard Keras
+layers works, and so that gradients can flow from the adapted weights back
+to the initialisation (second order) or be cut (first order). The functions
+here know nothing of algorithms; a loss is `fn(weights, state) -> (scalar,
+new state)`:
 
-The functions here are small, composable and free of algorithm-specific logic:
-
-- `resolve_task_loss` turns what `compile(loss=...)` received into a scalar task
-  loss `loss(y_true, y_pred) -> []`.
-- `gradient_descent` runs k plain gradient steps on a loss of a weight list.
-- `adam_descent` runs k steps of Adam with beta1 = 0 (the Reptile paper).
-- `LearnerSplit` views a learner as body + head (its last layers) for ANIL and
-  the pre-training baseline.
+- `gradients`: the loss's gradient and new state;
+- `gradient_descent`: k plain steps `w - lr * g` (lr a scalar, or one per
+  weight as in Meta-SGD), unrolled, looped or rematerialised;
+- `adam_descent`: k steps of Adam with beta1 = 0 (the Reptile paper);
+- `descend`, `repeat_steps`, `rematerialised_step`: their pieces.
 """
 
 import keras
 import tensorflow as tf
 
-
-def resolve_task_loss(loss):
-    """Returns `fn(y_true, y_pred) -> scalar` for a loss given to `compile`.
-
-    Accepts a `keras.losses.Loss` instance, a loss name (`"mse"`,
-    `"sparse_categorical_crossentropy"`, ...) or a function returning
-    per-example values. The result is the mean over all examples of one task.
-    """
-    if loss is None:
-        raise ValueError(
-            "The meta-learner has no loss: call `model.compile(loss=...)` "
-            "first, for example with "
-            "`keras.losses.SparseCategoricalCrossentropy(from_logits=True)` "
-            "for classification or `'mse'` for regression."
-        )
-    if isinstance(loss, (list, tuple, dict)):
-        raise TypeError(
-            "A meta-learner takes a single task loss, got a "
-            f"{type(loss).__name__} of losses: {loss!r}. Pass one loss."
-        )
-    loss_obj = keras.losses.get(loss)
-    if isinstance(loss_obj, keras.losses.Loss):
-        # Loss.__call__ would divide by the number of tf.distribute replicas
-        # (Keras's convention for summed replica gradients); a task loss must
-        # not depend on where it runs, so take the mean of the per-example
-        # values ourselves.
-        def task_loss(y_true, y_pred):
-            y_pred = keras.ops.convert_to_tensor(y_pred, dtype=loss_obj.dtype)
-            y_true = keras.ops.convert_to_tensor(y_true, dtype=loss_obj.dtype)
-            return keras.ops.mean(loss_obj.call(y_true, y_pred))
-
-    else:
-
-        def task_loss(y_true, y_pred):
-            return keras.ops.mean(loss_obj(y_true, y_pred))
-
-    return task_loss
+# Adam steps (Reptile's inner loop) run unrolled up to this many steps, in a
+# `tf.while_loop` beyond. On a 2-core CPU with two tasks in flight, Reptile
+# on 5-way max-pool Omniglot took 3.9-4.8 s per meta-iteration with its five
+# steps unrolled against 4.3-6.1 s (mostly 5.6-6.1) looped, for 25 MiB more
+# (benchmarks/README.md). The bound covers the papers' training steps while
+# long evaluations (50 steps) keep the loop's small graph.
+MAX_UNROLLED_ADAM_STEPS = 10
 
 
 def zeros_for_none(grads, weights):
@@ -66,25 +35,18 @@ def zeros_for_none(grads, weights):
     ]
 
 
-def gradients(loss_fn, weights, state):
-    """`(dL/dweights, new state)` of `loss_fn(weights, state) -> (L, state)`."""
+def gradients(loss_fn, weights, state, step=0):
+    """`(dL/dweights, new state)` of `loss_fn(weights, state, step)`."""
     with tf.GradientTape() as tape:
         tape.watch(weights)
-        loss, state = loss_fn(weights, state)
+        loss, state = loss_fn(weights, state, step)
     return zeros_for_none(tape.gradient(loss, weights), weights), state
 
 
-def take(values, indices):
-    """`values` at `indices`: a sub-model's slice of the learner's lists."""
-    return [values[i] for i in indices]
-
-
-def put(values, indices, parts):
-    """A copy of `values` with `parts` written at `indices`."""
-    values = list(values)
-    for i, part in zip(indices, parts):
-        values[i] = part
-    return values
+def rate_at(learning_rate, step):
+    """The step size of inner step `step`: `learning_rate` itself, or
+    `learning_rate(step)` if it is callable (per-step rates, MAML++)."""
+    return learning_rate(step) if callable(learning_rate) else learning_rate
 
 
 def gradient_descent(
@@ -99,13 +61,17 @@ def gradient_descent(
     """Runs `steps` plain gradient steps `w <- w - lr * dL/dw`.
 
     Args:
-        loss_fn: `fn(weights, state) -> (scalar loss, new_state)`. `state` is
-            threaded from step to step (for example the learner's batch-norm
-            moving statistics and dropout seeds) and never differentiated.
+        loss_fn: `fn(weights, state, step) -> (scalar loss, new_state)`;
+            `step` is the inner step's index (a Python int, or a scalar
+            tensor inside a loop). `state` is threaded from step to step
+            (batch-norm moving statistics, dropout seeds) and never
+            differentiated.
         weights: list of tensors, the starting point.
         state: list of tensors handed to the first call of `loss_fn`.
         steps: Python int, the number of steps (0 returns the inputs).
-        learning_rate: float or scalar tensor.
+        learning_rate: a scalar; a list aligned with `weights` (a scalar or
+            a tensor of the weight's shape each, as Meta-SGD learns); or
+            `fn(step)` returning either.
         differentiable: if True, the steps are recorded on any enclosing
             `tf.GradientTape`, so that gradients with respect to the starting
             point include the Jacobian of the steps (second order). If False,
@@ -115,59 +81,72 @@ def gradient_descent(
             each step's weights for the enclosing tape and recompute the
             step's activations when it differentiates (`rematerialised_step`),
             so that memory does not grow with the activations of every step.
+            The learning rate must then be a constant, not learned.
 
     Returns:
         `(adapted weights, state)`.
     """
     if recompute and differentiable and not tf.executing_eagerly():
+        if callable(learning_rate) or isinstance(learning_rate, (list, tuple)):
+            raise ValueError(
+                "recompute=True needs one constant learning rate: the "
+                "rematerialised step does not differentiate learned rates."
+            )
 
-        def step(carry):
-            weights, state = rematerialised_step(loss_fn, *carry, learning_rate)
+        def step(carry, i):
+            weights, state = rematerialised_step(
+                loss_fn, *carry, learning_rate, i
+            )
             return weights, list(state)
 
         unroll = False
     else:
 
-        def step(carry):
-            grads, state = gradients(loss_fn, *carry)
+        def step(carry, i):
+            grads, state = gradients(loss_fn, *carry, i)
             if not differentiable:
                 grads = [tf.stop_gradient(g) for g in grads]
-            return descend(carry[0], grads, learning_rate), list(state)
+            rate = rate_at(learning_rate, i)
+            return descend(carry[0], grads, rate), list(state)
 
         # Differentiating plain second-order steps through a tf.while_loop
         # nested in the meta-batch loop trips a TensorFlow runtime bug
         # (Grappler's AddN rewrite: "AlreadyExistsError: Resource
         # __per_step_0/.../tmp_var", tensorflow#25540), so they stay unrolled.
-        unroll = differentiable
+        unroll = differentiable or callable(learning_rate)
     return repeat_steps(
         step, (list(weights), list(state)), steps, unroll=unroll
     )
 
 
 def descend(weights, grads, learning_rate):
-    """One plain gradient step `w - lr * g` over a weight list."""
+    """One plain gradient step `w - lr * g` over a weight list; `lr` is a
+    scalar or a list aligned with `weights` (each a scalar or a tensor of
+    its weight's shape)."""
+    if isinstance(learning_rate, (list, tuple)):
+        return [w - lr * g for w, g, lr in zip(weights, grads, learning_rate)]
     return [w - learning_rate * g for w, g in zip(weights, grads)]
 
 
 def repeat_steps(step, carry, steps, unroll=False):
-    """`step(carry) -> carry` applied `steps` times; `carry` is a tuple of
-    tensors and lists of tensors, such as `(weights, state)`.
+    """`step(carry, i) -> carry` for `i = 0 .. steps - 1`; `carry` is a
+    tuple of tensors and lists of tensors, such as `(weights, state)`.
 
-    Inside a `tf.function`, more than one step runs as a `tf.while_loop`, so
-    the graph (and the memory TensorFlow spends on building and running it:
-    about 25 MB per step of conv4 when unrolled, more than the activations
-    of a 20-image support set) does not grow with `steps`; gradients flow
-    through the loop as through unrolled steps. Eagerly, or with `unroll`,
-    a Python loop.
+    Inside a `tf.function`, more than one step runs as a `tf.while_loop`
+    (`i` a scalar tensor), so the graph (and the memory TensorFlow spends
+    on building and running it: about 25 MB per step of conv4 when
+    unrolled, more than the activations of a 20-image support set) does
+    not grow with `steps`; gradients flow through the loop as through
+    unrolled steps. Eagerly, or with `unroll`, a Python loop (`i` an int).
     """
     carry = tuple(carry)
     if unroll or steps <= 1 or tf.executing_eagerly():
-        for _ in range(steps):
-            carry = tuple(step(carry))
+        for i in range(steps):
+            carry = tuple(step(carry, i))
         return carry
     _, *carry = tf.while_loop(
         lambda i, *_: i < steps,
-        lambda i, *carry: (i + 1, *step(carry)),
+        lambda i, *carry: (i + 1, *step(carry, i)),
         (tf.constant(0), *carry),
         maximum_iterations=steps,
         parallel_iterations=1,
@@ -175,7 +154,7 @@ def repeat_steps(step, carry, steps, unroll=False):
     return tuple(carry)
 
 
-def rematerialised_step(loss_fn, weights, state, learning_rate):
+def rematerialised_step(loss_fn, weights, state, learning_rate, step=0):
     """One differentiable gradient step whose activations are recomputed.
 
     The forward pass runs outside any tape (`tf.custom_gradient`), taking the
@@ -189,9 +168,9 @@ def rematerialised_step(loss_fn, weights, state, learning_rate):
 
     @tf.custom_gradient
     @tf.autograph.experimental.do_not_convert
-    def step(*inputs):
+    def remat_step(*inputs):
         inputs = list(inputs)
-        loss, new_state = loss_fn(inputs, state)
+        loss, new_state = loss_fn(inputs, state, step)
         grads = zeros_for_none(tf.gradients(loss, inputs), inputs)
         holder["state"] = [tf.stop_gradient(s) for s in new_state]
 
@@ -203,7 +182,7 @@ def rematerialised_step(loss_fn, weights, state, learning_rate):
                 again_inputs = [tf.identity(w) for w in inputs]
             with tf.GradientTape() as outer:
                 outer.watch(again_inputs)
-                again_grads, _ = gradients(loss_fn, again_inputs, state)
+                again_grads, _ = gradients(loss_fn, again_inputs, state, step)
                 outputs = descend(again_inputs, again_grads, learning_rate)
             return outer.gradient(
                 outputs, again_inputs, output_gradients=list(upstream)
@@ -211,17 +190,8 @@ def rematerialised_step(loss_fn, weights, state, learning_rate):
 
         return descend(inputs, grads, learning_rate), grad_fn
 
-    new_weights = step(*weights)
+    new_weights = remat_step(*weights)
     return list(new_weights), holder["state"]
-
-
-# Adam steps (Reptile's inner loop) run unrolled up to this many steps, in a
-# `tf.while_loop` beyond. On a 2-core CPU with two tasks in flight, Reptile
-# on 5-way max-pool Omniglot took 3.9-4.8 s per meta-iteration with its five
-# steps unrolled against 4.3-6.1 s (mostly 5.6-6.1) looped, for 25 MiB more
-# (benchmarks/README.md). The bound covers the paper's training k (5 and 8)
-# while evaluation's 50 steps keep the loop's small graph.
-MAX_UNROLLED_ADAM_STEPS = 10
 
 
 def adam_descent(
@@ -245,9 +215,9 @@ def adam_descent(
     weights = list(weights)
     dtype = weights[0].dtype if weights else "float32"
 
-    def step(carry):
+    def step(carry, i):
         weights, second_moments, count, state = carry
-        grads, state = gradients(loss_fn, weights, state)
+        grads, state = gradients(loss_fn, weights, state, i)
         count = count + 1.0
         correction = 1.0 - beta2**count
         new_weights, new_moments = [], []
@@ -271,120 +241,3 @@ def adam_descent(
         step, carry, steps, unroll=steps <= MAX_UNROLLED_ADAM_STEPS
     )
     return weights, state
-
-
-def variable_indices(subset, variables):
-    """Positions of each variable of `subset` in `variables` (by identity)."""
-    position = {id(v): i for i, v in enumerate(variables)}
-    try:
-        return [position[id(v)] for v in subset]
-    except KeyError as e:
-        raise ValueError(
-            "A sub-model's variable is not a variable of the learner; the "
-            "learner's last layers must be its own layers."
-        ) from e
-
-
-class LearnerSplit:
-    """A learner viewed as `body` (all but its last layers) and `head`.
-
-    `body` and `head` are Keras models that share the learner's layers and
-    variables: `head(body(x))` computes `learner(x)`. The index lists say
-    where each sub-model's variables sit in the learner's variable lists, so
-    that fast weights for the whole learner can be sliced for either part.
-
-    This is a plain Python object on purpose: Keras does not track it, so the
-    shared layers are saved once, as part of the learner.
-    """
-
-    def __init__(self, learner, head_layers):
-        if not isinstance(head_layers, int) or head_layers < 1:
-            raise ValueError(
-                f"head_layers must be a positive int, got {head_layers!r}."
-            )
-        layers = [
-            layer
-            for layer in learner.layers
-            if not isinstance(layer, keras.layers.InputLayer)
-        ]
-        if head_layers >= len(layers):
-            raise ValueError(
-                f"head_layers={head_layers} leaves no body: the learner has "
-                f"{len(layers)} layers. Use a smaller head_layers."
-            )
-        try:
-            boundary = layers[-head_layers - 1].output
-            self.body = keras.Model(learner.inputs, boundary)
-            self.head = keras.Model(boundary, learner.outputs)
-        except Exception as e:  # Keras raises several types here.
-            raise ValueError(
-                "Cannot split the learner into body and head at its last "
-                f"{head_layers} layer(s): the head must be a chain of the "
-                "learner's last layers, fed only by the layer before them "
-                f"(Sequential or functional). Keras said: {e}"
-            ) from e
-        self.body_trainable = variable_indices(
-            self.body.trainable_variables, learner.trainable_variables
-        )
-        self.head_trainable = variable_indices(
-            self.head.trainable_variables, learner.trainable_variables
-        )
-        self.body_non_trainable = variable_indices(
-            self.body.non_trainable_variables, learner.non_trainable_variables
-        )
-        self.head_non_trainable = variable_indices(
-            self.head.non_trainable_variables, learner.non_trainable_variables
-        )
-        if not self.head_trainable:
-            raise ValueError(
-                f"The learner's last {head_layers} layer(s) have no trainable "
-                "variables, so there is nothing to adapt: increase head_layers."
-            )
-
-
-class BatchNormStatistics:
-    """Runs a model with batch-norm statistics taken from another batch.
-
-    Keras's `BatchNormalization` normalises with the batch's own statistics
-    in training mode and with its moving statistics in inference mode. To
-    classify a query set with the statistics of the support set alone (the
-    non-transductive protocol), this runs the support set in training mode
-    from zeroed moving statistics: one momentum update then leaves exactly
-    `(1 - momentum) * batch statistic` in each moving variable, layer by
-    layer, which it rescales and hands to an inference-mode call.
-    """
-
-    def __init__(self, model):
-        variables = model.non_trainable_variables
-        self.layers = []
-        for layer in model._flatten_layers(include_self=False):
-            if isinstance(layer, keras.layers.BatchNormalization):
-                mean, variance = variable_indices(
-                    [layer.moving_mean, layer.moving_variance], variables
-                )
-                self.layers.append((mean, variance, layer.momentum))
-
-    def __bool__(self):
-        return bool(self.layers)
-
-    def of(self, model, weights, state, x):
-        """The state whose moving statistics are the batch statistics of
-        `x` at every batch-norm layer of `model` run with `weights`."""
-        probe = list(state)
-        for mean, variance, _ in self.layers:
-            probe[mean] = keras.ops.zeros_like(state[mean])
-            probe[variance] = keras.ops.zeros_like(state[variance])
-        _, updated = model.stateless_call(weights, probe, x, training=True)
-        statistics = list(state)
-        for mean, variance, momentum in self.layers:
-            statistics[mean] = updated[mean] / (1.0 - momentum)
-            statistics[variance] = updated[variance] / (1.0 - momentum)
-        return [tf.stop_gradient(s) for s in statistics]
-
-    def call(self, model, weights, state, x, reference_x):
-        """`model(x)` normalised with the statistics of `reference_x`, in
-        inference mode (so Dropout is off)."""
-        if self.layers:
-            state = self.of(model, weights, state, reference_x)
-        y_pred, _ = model.stateless_call(weights, state, x, training=False)
-        return y_pred

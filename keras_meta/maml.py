@@ -3,7 +3,7 @@
 import keras
 
 from keras_meta import inner_loop
-from keras_meta.meta_learner import MetaLearner
+from keras_meta.engine import MetaLearner
 
 
 @keras.saving.register_keras_serializable(package="keras_meta")
@@ -12,28 +12,26 @@ class MAML(MetaLearner):
 
     The inner loop adapts every trainable variable of the learner with plain
     gradient steps on a task's support loss; the meta-loss is the mean query
-    loss after adaptation over the tasks of a meta-batch, and its gradient goes
-    back through the inner steps (nested `tf.GradientTape`s), so it holds the
-    second-order terms `d(adapted)/d(initial)`. With `first_order=True` those
-    terms are dropped: the meta-gradient is the query-loss gradient at the
-    adapted weights (FOMAML), cheaper in time and memory.
+    loss after adaptation over the tasks of a meta-batch, and its gradient
+    goes back through the inner steps (nested `tf.GradientTape`s), so it
+    holds the second-order terms `d(adapted)/d(initial)`. With
+    `first_order=True` those terms are dropped: the meta-gradient is the
+    query-loss gradient at the adapted weights (FOMAML).
 
     Args:
         learner: a built `keras.Model`; see `MetaLearner`.
-        inner_lr: inner-loop step size (the paper's alpha: 0.4 for Omniglot,
-            0.01 for Mini-ImageNet and sinusoid regression).
+        inner_lr: inner-loop step size (the paper's alpha: 0.4 for Omniglot
+            5-way, 0.01 for Mini-ImageNet and sinusoid regression).
         inner_steps: inner steps during meta-training.
         eval_inner_steps: inner steps at evaluation (default `inner_steps`).
         first_order: drop the second-order terms of the meta-gradient.
         recompute: rematerialise the inner steps' activations during the
-            meta-gradient instead of keeping them (second order only): the
-            steps then run as one `tf.while_loop`, so memory stays flat as
-            `inner_steps` grows, for one more forward and backward pass per
-            step on the support set. The meta-gradient is unchanged.
+            meta-gradient instead of keeping them (second order only), so
+            memory stays flat as `inner_steps` grows, for one more forward
+            and backward pass per step. The meta-gradient is unchanged.
             `"auto"` (default) recomputes when `inner_steps > 1`, where it
-            measured about as fast and 100-440 MiB lighter on the benchmark
-            configurations (`benchmarks/README.md`); with one step there is
-            nothing to save.
+            measured about as fast and 100-440 MiB lighter
+            (`benchmarks/README.md`).
 
     Example:
 
@@ -69,35 +67,29 @@ class MAML(MetaLearner):
             raise TypeError(
                 f"first_order must be True or False, got {first_order!r}."
             )
-        self.first_order = first_order
         if not (isinstance(recompute, bool) or recompute == "auto"):
             raise TypeError(
                 f'recompute must be True, False or "auto", got {recompute!r}.'
             )
+        self.first_order = first_order
         self.recompute = recompute
 
     @property
-    def _second_order(self):
+    def second_order(self):
         return not self.first_order
 
-    @property
-    def _recompute(self):
-        """Whether the meta-training inner steps are rematerialised."""
-        if self.recompute == "auto":
-            return self.inner_steps > 1
-        return self.recompute
-
-    def _adapt_task(
-        self, weights, state, support_x, support_y, steps, differentiable
-    ):
+    def adapt_task(self, weights, state, task, steps, differentiable):
+        recompute = self.recompute
+        if recompute == "auto":
+            recompute = self.inner_steps > 1
         return inner_loop.gradient_descent(
-            self._support_loss_fn(support_x, support_y),
+            self.support_loss(task),
             weights,
             state,
             steps,
             self.inner_lr,
             differentiable,
-            recompute=self._recompute,
+            recompute=recompute,
         )
 
     def get_config(self):

@@ -2,7 +2,7 @@
 
 import keras
 
-POOLINGS = ("max", "stride")
+POOLINGS = ("max", "stride", "stride_flatten")
 
 
 def conv4(
@@ -14,14 +14,16 @@ def conv4(
     and 2x2 max-pooling; a linear `ways`-way head gives logits.
     `pooling="stride"` is the paper's Omniglot variant: stride-2 convolutions
     instead of max-pooling, then the mean over the remaining spatial
-    positions, as MAML's reference code does.
+    positions, as MAML's reference code does. `pooling="stride_flatten"`
+    flattens them instead (2x2x64 = 256 features for Omniglot), as the
+    Reptile authors' Omniglot model does.
 
     Args:
         ways: number of classes N (the head's outputs).
         input_shape: `(height, width, channels)`; 28x28x1 for Omniglot,
             84x84x3 for Mini-ImageNet.
         filters: channels per block (64 for Omniglot, 32 for Mini-ImageNet).
-        pooling: `"max"` or `"stride"`.
+        pooling: `"max"`, `"stride"` or `"stride_flatten"`.
 
     Returns:
         A functional `keras.Model` mapping `[B, H, W, C]` to logits `[B, ways]`.
@@ -35,7 +37,7 @@ def conv4(
             "input_shape must be (height, width, channels), got "
             f"{input_shape!r}."
         )
-    strides = 2 if pooling == "stride" else 1
+    strides = 1 if pooling == "max" else 2
     inputs = keras.Input(input_shape, name="images")
     hidden = inputs
     for block in range(4):
@@ -54,7 +56,7 @@ def conv4(
             hidden = keras.layers.MaxPooling2D(
                 2, name=f"block{block + 1}_pool"
             )(hidden)
-    if pooling == "max":
+    if pooling != "stride":
         features = keras.layers.Flatten(name="features")(hidden)
     else:
         features = keras.layers.GlobalAveragePooling2D(name="features")(hidden)

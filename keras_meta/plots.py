@@ -113,11 +113,22 @@ def bar_chart(
 
 def curves(steps, named_means, path, ylabel="test accuracy (%)", title=""):
     """One line per name: score against adaptation steps."""
+    lines(
+        {name: (steps, means) for name, means in named_means.items()},
+        path,
+        xlabel="adaptation steps at test time",
+        ylabel=ylabel,
+        title=title,
+    )
+
+
+def lines(named_xy, path, xlabel="", ylabel="", title=""):
+    """One line per name `{name: (xs, ys)}`."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
-    for name, means in named_means.items():
-        ax.plot(steps, means, marker="o", label=name)
-    ax.set_xlabel("adaptation steps at test time")
+    for name, (xs, ys) in named_xy.items():
+        ax.plot(xs, ys, marker="o", markersize=3, label=name)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)

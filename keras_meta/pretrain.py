@@ -4,7 +4,14 @@ import keras
 import tensorflow as tf
 
 from keras_meta import inner_loop
-from keras_meta.meta_learner import MetaLearner, _as_int
+from keras_meta.engine import MetaLearner
+from keras_meta.engine.meta_learner import check_count
+from keras_meta.learner_parts import (
+    BatchNormStatistics,
+    LearnerSplit,
+    put,
+    take,
+)
 
 ADAPTATIONS = ("fresh_head", "fine_tune")
 
@@ -32,20 +39,22 @@ class Pretrain(MetaLearner):
 
     Args:
         learner: a built `keras.Model`; for `"fresh_head"`, ending in Dense.
-        ways: N of the N-way test tasks (required for `"fresh_head"`).
         inner_lr: step size of the test-time adaptation.
         inner_steps: unused in training; defaults to `eval_inner_steps`.
         eval_inner_steps: steps of the test-time adaptation.
+        ways: N of the N-way test tasks (required for `"fresh_head"`).
         adaptation: `"fresh_head"` or `"fine_tune"`.
     """
+
+    second_order = False
 
     def __init__(
         self,
         learner,
-        ways=None,
         inner_lr=0.01,
         inner_steps=None,
         eval_inner_steps=100,
+        ways=None,
         adaptation="fresh_head",
         **kwargs,
     ):
@@ -63,42 +72,48 @@ class Pretrain(MetaLearner):
                 f"adaptation must be one of {ADAPTATIONS}, got {adaptation!r}."
             )
         self.adaptation = adaptation
-        self.ways = None if ways is None else _as_int(ways, "ways", 2)
+        self.ways = None if ways is None else check_count(ways, "ways", 2)
         if adaptation == "fresh_head":
-            if self.ways is None:
-                raise ValueError(
-                    "Pretrain(adaptation='fresh_head') fits a new N-way head "
-                    "on each test task, so it needs ways=N (for example "
-                    "ways=5 for 5-way tasks)."
-                )
-            head = learner.layers[-1]
-            if not isinstance(head, keras.layers.Dense) or not head.use_bias:
-                raise TypeError(
-                    "Pretrain(adaptation='fresh_head') replaces the learner's "
-                    "last layer, which must be a keras.layers.Dense with a "
-                    f"bias; got {type(head).__name__}. End the learner with "
-                    "Dense, or use adaptation='fine_tune'."
-                )
-            self._split = inner_loop.LearnerSplit(learner, 1)
-            if len(self._split.body.outputs[0].shape) != 2:
-                raise ValueError(
-                    "The features before the learner's last Dense layer must "
-                    "be flat [batch, features]; got shape "
-                    f"{self._split.body.outputs[0].shape}. Add a Flatten or "
-                    "pooling layer before the head."
-                )
-            self._head = head
-            self._body_batch_norm = inner_loop.BatchNormStatistics(
-                self._split.body
-            )
-            self._kernel_index, self._bias_index = inner_loop.variable_indices(
-                [head.kernel, head.bias], learner.trainable_variables
-            )
+            self._init_fresh_head(learner)
 
-    def _num_classes(self):
+    def _init_fresh_head(self, learner):
+        if self.ways is None:
+            raise ValueError(
+                "Pretrain(adaptation='fresh_head') fits a new N-way head "
+                "on each test task, so it needs ways=N (for example "
+                "ways=5 for 5-way tasks)."
+            )
+        head = learner.layers[-1]
+        if not isinstance(head, keras.layers.Dense) or not head.use_bias:
+            raise TypeError(
+                "Pretrain(adaptation='fresh_head') replaces the learner's "
+                "last layer, which must be a keras.layers.Dense with a "
+                f"bias; got {type(head).__name__}. End the learner with "
+                "Dense, or use adaptation='fine_tune'."
+            )
+        self._split = LearnerSplit(learner, 1)
+        if len(self._split.body.outputs[0].shape) != 2:
+            raise ValueError(
+                "The features before the learner's last Dense layer must "
+                "be flat [batch, features]; got shape "
+                f"{self._split.body.outputs[0].shape}. Add a Flatten or "
+                "pooling layer before the head."
+            )
+        self._head = head
+        self._body_batch_norm = BatchNormStatistics(self._split.body)
+        self._head_indices = self._split.head_trainable
+
+    @property
+    def num_classes(self):
         if self.adaptation == "fresh_head":
             return self.ways
-        return super()._num_classes()
+        return super().num_classes
+
+    def prediction_spec(self, query_x):
+        spec = super().prediction_spec(query_x)
+        if self.adaptation == "fine_tune":
+            return spec
+        return tf.TensorSpec(spec.shape[:-1] + [self.ways], spec.dtype)
 
     # -- test-time adaptation -------------------------------------------
 
@@ -106,8 +121,8 @@ class Pretrain(MetaLearner):
         """Body features of `x`; normalised with the batch-norm statistics
         of `reference_x` if given (non-transductive), else of `x`."""
         split = self._split
-        body_weights = inner_loop.take(weights, split.body_trainable)
-        body_state = inner_loop.take(state, split.body_non_trainable)
+        body_weights = take(weights, split.body_trainable)
+        body_state = take(state, split.body_non_trainable)
         if reference_x is not None:
             features = self._body_batch_norm.call(
                 split.body, body_weights, body_state, x, reference_x
@@ -121,103 +136,112 @@ class Pretrain(MetaLearner):
     def _head_logits(self, features, kernel, bias):
         return self._head.activation(keras.ops.matmul(features, kernel) + bias)
 
-    def _adapt_task(
-        self, weights, state, support_x, support_y, steps, differentiable
-    ):
+    def adapt_task(self, weights, state, task, steps, differentiable):
         if self.adaptation == "fine_tune":
             return inner_loop.gradient_descent(
-                self._support_loss_fn(support_x, support_y),
+                self.support_loss(task),
                 weights,
                 state,
                 steps,
                 self.inner_lr,
                 differentiable,
             )
-        features = self._features(weights, state, support_x)
-        dim = features.shape[-1]
+        features = self._features(weights, state, task.support_x)
         head = [
-            tf.zeros([dim, self.ways], features.dtype),
+            tf.zeros([features.shape[-1], self.ways], features.dtype),
             tf.zeros([self.ways], features.dtype),
         ]
 
-        def head_loss(head_weights, head_state):
+        def head_loss(head_weights, head_state, step):
             logits = self._head_logits(features, *head_weights)
-            return self.task_loss(support_y, logits), head_state
+            return self.task_loss(task.support_y, logits), head_state
 
-        (kernel, bias), state = inner_loop.gradient_descent(
+        head, state = inner_loop.gradient_descent(
             head_loss, head, state, steps, self.inner_lr, differentiable=False
         )
-        indices = [self._kernel_index, self._bias_index]
-        return inner_loop.put(weights, indices, [kernel, bias]), state
+        return put(weights, self._head_indices, head), state
 
-    def _task_predictions(
+    def predict_task(
         self,
         weights,
         state,
-        support_x,
-        support_y,
-        query_x,
+        task,
         steps,
         differentiable=False,
         transductive=True,
     ):
         if self.adaptation == "fine_tune":
-            return super()._task_predictions(
-                weights,
-                state,
-                support_x,
-                support_y,
-                query_x,
-                steps,
-                differentiable,
-                transductive,
+            return super().predict_task(
+                weights, state, task, steps, differentiable, transductive
             )
-        weights, state = self._adapt_task(
-            weights, state, support_x, support_y, steps, differentiable
+        weights, state = self.adapt_task(
+            weights, state, task, steps, differentiable
         )
-        logits = self._head_logits(
-            self._features(
-                weights,
-                state,
-                query_x,
-                reference_x=None if transductive else support_x,
-            ),
-            weights[self._kernel_index],
-            weights[self._bias_index],
+        features = self._features(
+            weights,
+            state,
+            task.query_x,
+            reference_x=None if transductive else task.support_x,
         )
-        return logits, state
+        kernel, bias = take(weights, self._head_indices)
+        return self._head_logits(features, kernel, bias), state, []
 
-    def _query_spec(self, query_x):
-        spec = super()._query_spec(query_x)
+    def adapted_learner(self, support_x, support_y, steps=None):
         if self.adaptation == "fine_tune":
-            return spec
-        return tf.TensorSpec(spec.shape[:-1] + [self.ways], spec.dtype)
+            return super().adapted_learner(support_x, support_y, steps)
+        kernel, bias = take(
+            self.adapt(support_x, support_y, steps), self._head_indices
+        )
+        body = keras.models.clone_model(self._split.body)
+        body.set_weights(self._split.body.get_weights())
+        statistics = self._body_batch_norm.of(
+            self._split.body,
+            [tf.convert_to_tensor(v) for v in body.trainable_variables],
+            [tf.convert_to_tensor(v) for v in body.non_trainable_variables],
+            tf.convert_to_tensor(support_x),
+        )
+        for variable, value in zip(body.non_trainable_variables, statistics):
+            variable.assign(value)
+        head = keras.layers.Dense(
+            self.ways, activation=self._head.activation, name="fresh_head"
+        )
+        model = keras.Model(body.inputs, head(body.outputs[0]))
+        head.set_weights([kernel.numpy(), bias.numpy()])
+        return model
 
     # -- training ---------------------------------------------------------
 
-    def _check_sample(self, x, y=None):
+    def _check_first_batch(self, x, y=None, sample_weight=None):
         if isinstance(x, dict):
-            super()._check_sample(x, y)
+            super()._check_first_batch(x, y, sample_weight)
         # Otherwise ordinary (x, y) batches for joint training.
 
     def train_step(self, data):
         """One step of joint training on `(x, y)` (or pooled episodes)."""
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         if isinstance(x, dict):
-            support_x, support_y, query_x = self._unpack_episodes(x)
-            x = tf.concat([support_x, query_x], axis=1)
-            y = tf.concat([support_y, tf.cast(y, support_y.dtype)], axis=1)
+            episode = self.episode(x, y, sample_weight)
+            x = tf.concat([episode.support_x, episode.query_x], axis=1)
+            y = tf.concat(
+                [
+                    episode.support_y,
+                    tf.cast(episode.query_y, episode.support_y.dtype),
+                ],
+                axis=1,
+            )
             x = tf.reshape(x, [-1] + x.shape[2:].as_list())
             y = tf.reshape(y, [-1] + y.shape[2:].as_list())
+            sample_weight = None
         with tf.GradientTape() as tape:
             y_pred = self.learner(x, training=True)
-            loss = self.task_loss(y, y_pred)
-            if self.learner.losses:
-                loss = loss + tf.add_n(self.learner.losses)
+            loss = self.task_loss(y, y_pred, sample_weight, self.learner.losses)
         variables = self.learner.trainable_variables
         grads = tape.gradient(loss, variables)
         self.optimizer.apply_gradients(zip(grads, variables))
-        return self._update_metrics(x, y, y_pred, loss, tf.shape(y_pred)[0])
+        self._loss_tracker.update_state(loss, sample_weight=tf.shape(y_pred)[0])
+        return self.logs_for_workers(
+            self.compute_metrics(x, y, y_pred, sample_weight)
+        )
 
     def get_config(self):
         return {

@@ -1,9 +1,11 @@
 """Reptile (Nichol, Achiam and Schulman, 2018)."""
 
 import keras
+import tensorflow as tf
 
 from keras_meta import inner_loop
-from keras_meta.meta_learner import MetaLearner
+from keras_meta.engine import MetaLearner, TaskUpdate
+from keras_meta.engine.meta_learner import check_count
 
 INNER_OPTIMIZERS = ("sgd", "adam")
 
@@ -12,22 +14,28 @@ INNER_OPTIMIZERS = ("sgd", "adam")
 class Reptile(MetaLearner):
     """Reptile: move the initialisation towards each task's adapted weights.
 
-    For each task, `inner_steps` steps of SGD (or of Adam with beta1 = 0, as in
-    the paper) on its support set reach weights `W`; there is no outer tape.
-    The gradient handed to the compiled optimizer is `phi - mean_tasks(W)`,
-    so that `keras.optimizers.SGD(learning_rate=eps)` gives exactly the
-    paper's update `phi <- phi + eps * (mean W - phi)`; any other Keras
-    optimizer (Adam, as the paper's code uses) treats it as a gradient. The
+    For each task, `inner_steps` steps of SGD (or of Adam with beta1 = 0, as
+    in the paper) on its support set reach weights `W`; there is no outer
+    tape. The gradient handed to the compiled optimizer is
+    `phi - mean_tasks(W)`, so that `keras.optimizers.SGD(learning_rate=eps)`
+    gives exactly the paper's update `phi <- phi + eps * (mean W - phi)`. The
     query set only serves the reported loss and metrics (after adaptation).
 
     Args:
         learner: a built `keras.Model`; see `MetaLearner`.
         inner_lr: inner step size (the paper: Adam at 0.001).
-        inner_steps: k, the inner steps during meta-training (k > 1: with a
-            single step Reptile reduces to joint training).
-        eval_inner_steps: inner steps at evaluation (the paper uses 50).
-        inner_optimizer: `"sgd"` or `"adam"` (beta1 = 0, fresh state per task).
+        inner_steps: k >= 1, the inner steps during meta-training (with one
+            step Reptile reduces to joint training).
+        eval_inner_steps: inner steps at evaluation.
+        inner_optimizer: `"sgd"` or `"adam"` (beta1 = 0, fresh state per
+            task).
+        inner_batch_size: support examples per inner step: each task's
+            support set is shuffled and read in batches of this size,
+            reshuffled when it runs out, as the authors' code does. None
+            (default): the whole support set at every step.
     """
+
+    second_order = False
 
     def __init__(
         self,
@@ -36,6 +44,7 @@ class Reptile(MetaLearner):
         inner_steps=5,
         eval_inner_steps=None,
         inner_optimizer="sgd",
+        inner_batch_size=None,
         **kwargs,
     ):
         super().__init__(
@@ -45,52 +54,77 @@ class Reptile(MetaLearner):
             eval_inner_steps=eval_inner_steps,
             **kwargs,
         )
+        check_count(inner_steps, "inner_steps", minimum=1)
         if inner_optimizer not in INNER_OPTIMIZERS:
             raise ValueError(
                 f"inner_optimizer must be one of {INNER_OPTIMIZERS}, got "
                 f"{inner_optimizer!r}."
             )
         self.inner_optimizer = inner_optimizer
-
-    def _adapt_task(
-        self, weights, state, support_x, support_y, steps, differentiable
-    ):
-        descent = (
-            inner_loop.adam_descent
-            if self.inner_optimizer == "adam"
-            else inner_loop.gradient_descent
-        )
-        kwargs = (
-            {} if self.inner_optimizer == "adam" else {"differentiable": False}
-        )
-        return descent(
-            self._support_loss_fn(support_x, support_y),
-            weights,
-            state,
-            steps,
-            self.inner_lr,
-            **kwargs,
+        self.inner_batch_size = (
+            None
+            if inner_batch_size is None
+            else check_count(inner_batch_size, "inner_batch_size", 1)
         )
 
-    def _task_update(
-        self, weights, state, support_x, support_y, query_x, query_y
-    ):
+    def _batches(self, task, steps):
+        """`[steps, batch]` positions in the support set: shuffled passes
+        over it, one batch per step."""
+        size = tf.shape(task.support_x)[0]
+        batch = self.inner_batch_size
+        passes = (steps * batch + size - 1) // size
+        seed = tf.zeros([2], tf.int32) if task.seed is None else task.seed
+        noise = tf.random.stateless_uniform([passes, size], seed=seed)
+        order = tf.reshape(tf.argsort(noise, axis=1), [-1])
+        return tf.reshape(order[: steps * batch], [steps, batch])
+
+    def _support_loss(self, task, steps):
+        if self.inner_batch_size is None or steps == 0:
+            return self.support_loss(task)
+        batches = self._batches(task, steps)
+
+        def loss(weights, state, step):
+            positions = tf.gather(batches, step)
+            batch = task._replace(
+                support_x=tf.gather(task.support_x, positions),
+                support_y=tf.gather(task.support_y, positions),
+            )
+            return self.support_loss(batch)(weights, state, step)
+
+        return loss
+
+    def adapt_task(self, weights, state, task, steps, differentiable):
+        loss = self._support_loss(task, steps)
+        if self.inner_optimizer == "adam":
+            return inner_loop.adam_descent(
+                loss, weights, state, steps, self.inner_lr
+            )
+        return inner_loop.gradient_descent(
+            loss, weights, state, steps, self.inner_lr, differentiable=False
+        )
+
+    def task_update(self, weights, state, task):
         """The task's adapted weights W (no outer tape); the query set only
         gives the reported loss and predictions."""
-        adapted, state = self._adapt_task(
-            weights,
-            state,
-            support_x,
-            support_y,
-            self.inner_steps,
-            differentiable=False,
+        if task.sample_weight is not None:
+            raise ValueError(
+                "Reptile's update does not use the query loss, so "
+                "sample_weight has no effect on it; leave it out."
+            )
+        adapted, state = self.adapt_task(
+            weights, state, task, self.inner_steps, False
         )
-        y_pred, state = self._forward(adapted, state, query_x)
-        return adapted, self.task_loss(query_y, y_pred), y_pred, state
+        y_pred, state, losses = self.forward(adapted, state, task.query_x)
+        loss = self.query_loss(task, y_pred, losses)
+        return TaskUpdate(adapted, loss, y_pred, state)
 
-    def _meta_gradients(self, weights, task_means):
+    def meta_gradients(self, values, mean_update):
         """`phi - mean_tasks(W)`: with SGD(eps), `phi + eps (mean W - phi)`."""
-        return [w - mean for w, mean in zip(weights, task_means)]
+        return [w - mean for w, mean in zip(values, mean_update)]
 
     def get_config(self):
-        return {**super().get_config(), "inner_optimizer": self.inner_optimizer}
+        return {
+            **super().get_config(),
+            "inner_optimizer": self.inner_optimizer,
+            "inner_batch_size": self.inner_batch_size,
+        }

@@ -38,7 +38,7 @@ def episode(tasks=2, shots=3, queries=3, ways=3, dim=4):
 def test_support_and_query_of_different_ranks():
     x, y = episode()
     x["query_x"] = x["query_x"][..., None]
-    with pytest.raises(ValueError, match="same rank"):
+    with pytest.raises(ValueError, match="query_x must have rank 3"):
         compiled_maml().fit(x, y, verbose=0)
 
 

@@ -207,8 +207,12 @@ def test_bad_input(tfds_dir, tmp_path):
 def test_missing_and_corrupt_data_folders(tfds_dir, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(ValueError, match=f"No prepared Omniglot.*{empty}"):
+    with pytest.raises(
+        ValueError, match=f"No prepared TFDS.*omniglot.*{empty}"
+    ):
         keras_meta.data.omniglot("train", data_dir=str(empty), download=False)
+    with pytest.raises(ValueError, match="does not exist"):
+        keras_meta.data.omniglot("train", data_dir=str(tmp_path / "none"))
     corrupt = tmp_path / "corrupt"
     shutil.copytree(tfds_dir, corrupt)
     for record in corrupt.glob("omniglot/*/omniglot-small1.tfrecord*"):

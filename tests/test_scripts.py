@@ -129,16 +129,25 @@ def test_maml_script_end_to_end(tmp_path):
     expected = model.predict_on_batch(x)[0]
     np.testing.assert_allclose(logits.numpy(), expected, atol=1e-5)
 
+    # --resume on the finished run has nothing to do and changes nothing.
+    before = {p: p.stat().st_mtime for p in out.rglob("*")}
+    again = script("maml", "--resume", f"--output_dir={out}")
+    assert "nothing to do" in again.stdout
+    assert {p: p.stat().st_mtime for p in out.rglob("*")} == before
+
 
 @pytest.mark.parametrize(
     "algorithm, flags, message",
     [
-        ("maml", ["--preset=maml_omniglot_7w1s"], "Unknown preset"),
+        ("maml", ["--preset=maml_omniglot_7w1s"], "value should be one of"),
+        ("maml", ["--no_such_flag=3"], "Unknown command line flag"),
+        ("maml", ["--ways=-2"], "--ways"),
         ("reptile", ["--first_order"], "--first_order applies to train.maml"),
         ("anil", ["--preset=maml_omniglot_5w1s"], "is for train.maml"),
         ("maml", ["--dataset=no_such_dataset_here"], "Unknown dataset"),
         ("maml", ["--ways=5000", *TINY], "ways=5000 is more than"),
-        ("maml", ["--bn_mode=moving"], "--bn_mode='moving' is not one of"),
+        ("maml", ["--bn_mode=moving"], "value should be one of"),
+        ("maml", ["--inner_lr=0"], "--inner_lr must be positive"),
         ("maml", ["--resume", "--overwrite"], "contradict"),
         ("maml", ["--task_parallelism=two"], "neither a positive int"),
         ("anil", ["--task_parallelism=0"], "must be at least 1"),
@@ -150,6 +159,7 @@ def test_bad_flags_exit_2_with_a_message(tmp_path, algorithm, flags, message):
     )
     assert result.returncode == 2, result.stderr[-2000:]
     assert message in result.stderr
+    assert not (tmp_path / "out").exists()  # nothing half-made
 
 
 def test_existing_run_is_not_overwritten(tmp_path):
@@ -171,7 +181,7 @@ RESUMABLE = [
     "--meta_batch=8",
     "--queries=5",
     "--eval_queries=5",
-    "--iterations=60",
+    "--iterations=40",
     "--eval_every=20",
     "--checkpoint_every=5",
     "--val_tasks=20",
@@ -182,52 +192,167 @@ RESUMABLE = [
 ]
 
 
-def test_interrupted_run_resumes_to_the_same_result(tmp_path):
-    """Ctrl-C mid-way leaves a checkpoint; --resume ends where an
-    uninterrupted run does."""
-    whole = tmp_path / "whole"
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """A run of RESUMABLE from start to end, for the resumed ones."""
+    whole = tmp_path_factory.mktemp("whole") / "run"
     script("maml", *RESUMABLE, f"--output_dir={whole}")
+    return whole
 
-    broken = tmp_path / "broken"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "train.maml",
-            data_dir_flag(),
-            *RESUMABLE,
-            f"--output_dir={broken}",
-        ],
+
+def start(output_dir, prelude=None):
+    """Starts `train.maml` on RESUMABLE in the background; `prelude` is
+    Python run first in the child (to plant a fault)."""
+    flags = [data_dir_flag(), *RESUMABLE, f"--output_dir={output_dir}"]
+    if prelude is None:
+        command = [sys.executable, "-m", "train.maml", *flags]
+    else:
+        code = (
+            f"{prelude}\nfrom keras_meta.cli import train\n"
+            f"train.main('maml', ['train.maml', *{flags!r}])"
+        )
+        command = [sys.executable, "-c", code]
+    return subprocess.Popen(
+        command,
         cwd=REPO,
-        env=env,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    state = broken / "checkpoint" / "checkpoint.json"
-    deadline = time.time() + 300
+
+
+def wait_for(condition, process, seconds=300):
+    deadline = time.time() + seconds
     while time.time() < deadline and process.poll() is None:
-        if state.exists() and json.loads(state.read_text())["iteration"] >= 5:
-            break
+        if condition():
+            return
         time.sleep(0.05)
+    raise AssertionError(
+        f"timed out or exited {process.poll()}: {process.communicate()[1]}"
+    )
+
+
+def assert_same_run(whole, resumed):
+    """The resumed run ends with the uninterrupted run's weights, test
+    accuracy and per-epoch training history."""
+    a = json.loads((whole / "results.json").read_text())
+    b = json.loads((resumed / "results.json").read_text())
+    assert abs(a["test"]["mean"] - b["test"]["mean"]) < 0.02
+    whole_model = keras.models.load_model(whole / "model.keras")
+    resumed_model = keras.models.load_model(resumed / "model.keras")
+    for u, v in zip(whole_model.learner.weights, resumed_model.learner.weights):
+        np.testing.assert_allclose(u.numpy(), v.numpy(), atol=1e-3)
+    from keras_meta.plots import read_history
+
+    h, g = (
+        read_history(whole / "history.csv"),
+        read_history(resumed / "history.csv"),
+    )
+    assert h["iteration"] == g["iteration"]
+    # Each epoch's training averages cover its whole epoch, resumed or not.
+    np.testing.assert_allclose(h["loss"], g["loss"], rtol=1e-3)
+    np.testing.assert_allclose(h["accuracy"], g["accuracy"], atol=1e-3)
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, uninterrupted):
+    """Ctrl-C mid-way leaves a checkpoint; --resume ends where an
+    uninterrupted run does."""
+    broken = tmp_path / "broken"
+    process = start(broken)
+    state = broken / "checkpoint" / "checkpoint.json"
+    wait_for(
+        lambda: (
+            state.exists() and json.loads(state.read_text())["iteration"] >= 25
+        ),
+        process,
+    )
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 130, stderr[-3000:]
     assert "Interrupted at iteration" in stderr
     stopped = json.loads(state.read_text())["iteration"]
-    assert 5 <= stopped < 60
+    assert 25 <= stopped < 40
     assert not (broken / "results.json").exists()
 
     resumed = script("maml", "--resume", f"--output_dir={broken}")
     assert f"Resuming {broken} at iteration {stopped}" in resumed.stdout
-    a = json.loads((whole / "results.json").read_text())
-    b = json.loads((broken / "results.json").read_text())
-    assert abs(a["test"]["mean"] - b["test"]["mean"]) < 0.02
-    whole_model = keras.models.load_model(whole / "model.keras")
-    broken_model = keras.models.load_model(broken / "model.keras")
-    for u, v in zip(whole_model.learner.weights, broken_model.learner.weights):
-        np.testing.assert_allclose(u.numpy(), v.numpy(), atol=1e-3)
+    assert_same_run(uninterrupted, broken)
+
+
+# Plants a pause in the child: the write of the checkpoint state at
+# iteration 15 (its model file already in place) waits forever.
+PAUSE_IN_CHECKPOINT = """
+import contextlib, pathlib, time
+import keras_meta.callbacks as callbacks
+real = callbacks.atomic_path
+@contextlib.contextmanager
+def paused(path, suffix=""):
+    with real(path, suffix) as staged:
+        yield staged
+        text = pathlib.Path(staged).read_text()
+        if '"iteration": 15' in text:
+            pathlib.Path(path).with_name("PAUSED").write_text("")
+            time.sleep(600)
+callbacks.atomic_path = paused
+"""
+
+
+def test_killed_while_writing_a_checkpoint_resumes_from_the_last_good_one(
+    tmp_path, uninterrupted
+):
+    broken = tmp_path / "broken"
+    process = start(broken, PAUSE_IN_CHECKPOINT)
+    paused = broken / "checkpoint" / "PAUSED"
+    wait_for(paused.exists, process)
+    process.kill()
+    process.communicate(timeout=60)
+    files = sorted(os.listdir(broken / "checkpoint"))
+    assert "iteration_00000015.keras" in files  # written, not committed
+    resumed = script("maml", "--resume", f"--output_dir={broken}")
+    assert f"Resuming {broken} at iteration 10" in resumed.stdout
+    assert_same_run(uninterrupted, broken)
+
+
+def test_non_finite_loss_fails_the_run_without_results(tmp_path):
+    out = tmp_path / "nan"
+    result = script(
+        "maml",
+        *TINY,
+        "--iterations=6",
+        "--inner_lr=1e38",
+        "--meta_lr=1e30",
+        f"--output_dir={out}",
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "became nan" in result.stderr.lower() or "became inf" in (
+        result.stderr.lower()
+    )
+    assert "at iteration" in result.stderr and "learning rate" in result.stderr
+    for name in ("results.json", "model.keras", "saved_model"):
+        assert not (out / name).exists()
+    state = out / "checkpoint" / "checkpoint.json"
+    if state.exists():  # whatever was kept holds finite weights
+        import keras_meta
+
+        model, _ = keras_meta.callbacks.load_checkpoint(out / "checkpoint")
+        for v in model.learner.weights:
+            assert np.all(np.isfinite(v.numpy()))
+
+
+def test_a_missing_data_folder_fails_at_once(tmp_path):
+    began = time.time()
+    result = run_module(
+        "train.maml",
+        f"--data_dir={tmp_path / 'no_such_folder'}",
+        f"--output_dir={tmp_path / 'out'}",
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr
+    assert time.time() - began < 120
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow
@@ -249,7 +374,9 @@ def test_every_script_end_to_end(tmp_path, algorithm, flags):
 @pytest.mark.slow
 def test_sinusoid_script_end_to_end(tmp_path):
     out = tmp_path / "sine"
-    script("maml", "--dataset=sinusoid", *TINY_BUDGET, f"--output_dir={out}")
+    script(
+        "maml", "--preset=maml_sinusoid", *TINY_BUDGET, f"--output_dir={out}"
+    )
     check_run_folder(out, metric="loss")
 
 
@@ -265,7 +392,7 @@ def test_analyze_script(tmp_path):
     assert "NIL head" in done.stdout
     analysis = json.loads((out / "analysis.json").read_text())
     assert [r["layer"] for r in analysis["similarity"]][-1] == "head"
-    assert analysis["freezing"][-1]["adapted_from"] == "none"
+    assert analysis["freezing"]["1"][-1]["adapted_from"] == "none"
     assert 0.0 <= analysis["nil"]["accuracy"] <= 1.0
     for png in ("analysis_similarity.png", "analysis_freezing.png"):
         with Image.open(out / png) as image:
@@ -297,8 +424,9 @@ def compare(tmp_path, budget, extra):
     for row in result["rows"]:
         assert 0.0 <= row["accuracy"] <= 1.0 and row["ci95"] >= 0.0
     assert (tmp_path / "cmp" / "compare.md").read_text().count("| ") > 30
-    with Image.open(tmp_path / "cmp" / "compare_steps.png") as image:
-        assert image.format == "PNG"
+    for png in ("compare_steps.png", "compare_validation.png"):
+        with Image.open(tmp_path / "cmp" / png) as image:
+            assert image.format == "PNG"
     # The same meta-test tasks for every algorithm.
     configs = [
         json.loads((pathlib.Path(r["run"]) / "config.json").read_text())

@@ -1,15 +1,14 @@
-"""Trains MAML (or first-order MAML with --first_order).
+"""Trains MAML (FOMAML with --first_order): `python -m train.maml [flags]`.
 
-    python -m train.maml --preset=... [flags]   # --helpfull: all flags
-
-See train/runner.py for what a run writes.
+A thin entry point over keras_meta.cli.train (`keras-meta train maml` once
+installed); `--helpfull` lists every flag with its default.
 """
 
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from train import runner  # noqa: E402  (defines the shared flags)
+from keras_meta.cli import train  # noqa: E402
 
 if __name__ == "__main__":
-    runner.main("maml")
+    train.main("maml")

@@ -1,15 +1,14 @@
-"""Trains the pre-training baseline: joint training, a fresh head per task.
+"""Trains the pre-training baseline: `python -m train.pretrain [flags]`.
 
-    python -m train.pretrain --preset=... [flags]   # --helpfull: all flags
-
-See train/runner.py for what a run writes.
+A thin entry point over keras_meta.cli.train (`keras-meta train pretrain` once
+installed); `--helpfull` lists every flag with its default.
 """
 
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from train import runner  # noqa: E402  (defines the shared flags)
+from keras_meta.cli import train  # noqa: E402
 
 if __name__ == "__main__":
-    runner.main("pretrain")
+    train.main("pretrain")

@@ -124,8 +124,23 @@ def load_tfds_images(builder, split, image_size, image_key, label_key):
 
 
 def tfds_builder(name, data_dir=None, download=True, manual_dir=None):
-    """A prepared TFDS builder, or a `ValueError` that says how to get one."""
+    """A prepared TFDS builder, or a `ValueError` that says how to get one.
+
+    Uses the copy under `data_dir` (or `$TFDS_DATA_DIR`, or TFDS's default
+    folder) when it is there; otherwise downloads and prepares it if
+    `download` (from `manual_dir` for manual datasets), as `tfds.load`
+    does. A `data_dir` that does not exist is refused at once, rather than
+    after minutes of download retries on a machine without internet.
+    """
     import tensorflow_datasets as tfds
+
+    if data_dir is not None and manual_dir is None:
+        if not os.path.isdir(data_dir):
+            raise ValueError(
+                f"The data folder {os.fspath(data_dir)!r} does not exist. "
+                f"Point data_dir at a TFDS data folder that holds {name!r}, "
+                "or create the folder first to have TFDS download into it."
+            )
 
     try:
         builder = tfds.builder(name, data_dir=data_dir)

@@ -19,6 +19,7 @@ from keras_meta.data.episodes import (
     check_counts,
     check_positive_int,
 )
+from keras_meta.data.images import tfds_builder
 from keras_meta.data.supervised import episodes_or_batches
 
 NUM_CHARACTERS = 1623
@@ -26,42 +27,6 @@ MAML_SPLIT_SIZES = {"train": 1100, "val": 100, "test": 423}
 MAML_SPLIT_SEED = 1
 SPLIT_SCHEMES = ("maml", "background")
 ROTATIONS = 4
-
-
-def _builder(data_dir):
-    import tensorflow_datasets as tfds
-
-    return tfds.builder("omniglot", data_dir=data_dir)
-
-
-def prepared_builder(data_dir=None, download=True):
-    """TFDS's `omniglot` builder, prepared.
-
-    Uses the copy under `data_dir` (or `$TFDS_DATA_DIR`, or TFDS's default
-    folder) when it is there; otherwise downloads and prepares it if
-    `download`, as `tfds.load` does.
-    """
-    builder = _builder(data_dir)
-    if builder.is_prepared():
-        return builder
-    where = builder.data_dir
-    if not download:
-        raise ValueError(
-            f"No prepared Omniglot (TFDS 'omniglot') was found at {where}. "
-            "Pass data_dir= (or set TFDS_DATA_DIR to) a folder that holds "
-            "omniglot/<version>/, or allow the download (download=True, "
-            "needs internet) so that TFDS fetches and prepares it."
-        )
-    try:
-        builder.download_and_prepare()
-    except Exception as e:  # network, disk or archive errors alike
-        raise ValueError(
-            f"Omniglot is not prepared at {where} and downloading it failed "
-            f"({type(e).__name__}: {e}). Prepare it on a machine with "
-            "internet (`tfds.builder('omniglot').download_and_prepare()`) "
-            "and pass data_dir= pointing at that TFDS folder."
-        ) from e
-    return builder
 
 
 @functools.lru_cache(maxsize=4)
@@ -77,7 +42,7 @@ def load_arrays(split, image_size=28, data_dir=None, download=True):
         `(images float32 [M, size, size, 1] in [0, 1], strokes 1,
         labels int64 [M] (TFDS character ids), label_names list)`.
     """
-    builder = prepared_builder(data_dir, download)
+    builder = tfds_builder("omniglot", data_dir, download)
     import tensorflow_datasets as tfds
 
     def decode(example):

@@ -1,5 +1,5 @@
-"""Episode streams of a run's splits, from its config (no flags here, so
-that train.compare and train.analyze can use it beside their own)."""
+"""Episode streams of a run's splits, from its `RunConfig` (no flags here,
+so that compare and analyze can use it beside their own)."""
 
 import os
 
@@ -26,35 +26,37 @@ def make_data(config, split, episodic=True, start=0):
     """Episodes of a split (`train`/`val`/`test`), or plain batches."""
     import keras_meta
 
-    seed = config["seed"] + {"train": 0, "val": 1, "test": 2}[split]
+    seed = config.seed + {"train": 0, "val": 1, "test": 2}[split]
     training = split == "train"
     common = dict(
-        ways=config["ways"],
-        shots=config["train_shots"] if training else config["shots"],
-        queries=config["queries"] if training else config["eval_queries"],
-        meta_batch=config["meta_batch"] if training else EVAL_META_BATCH,
+        ways=config.ways,
+        shots=(config.train_shots or config.shots)
+        if training
+        else config.shots,
+        queries=config.queries if training else config.eval_queries,
+        meta_batch=config.meta_batch if training else EVAL_META_BATCH,
         seed=seed,
         start=start,
     )
-    dataset = config["dataset"]
+    dataset = config.dataset
     if dataset == "sinusoid":
         common.pop("ways")
         return keras_meta.data.sinusoid(**common)
-    extra = dict(episodic=episodic, batch_size=config["batch_size"])
+    extra = dict(episodic=episodic, batch_size=config.batch_size)
     if dataset == "omniglot":
         return keras_meta.data.omniglot(
             split,
-            data_dir=config["data_dir"],
-            image_size=config["image_size"] or 28,
+            data_dir=config.data_dir,
+            image_size=config.image_size or 28,
             **common,
             **extra,
         )
     if dataset == "mini_imagenet":
         return keras_meta.data.mini_imagenet(
             split,
-            data_dir=config["data_dir"],
-            manual_dir=config["manual_dir"],
-            image_size=config["image_size"],
+            data_dir=config.data_dir,
+            manual_dir=config.manual_dir,
+            image_size=config.image_size,
             **common,
             **extra,
         )
@@ -65,14 +67,14 @@ def make_data(config, split, episodic=True, start=0):
         return keras_meta.data.from_directory(
             dataset,
             classes=class_partition(len(names), split),
-            image_size=config["image_size"],
+            image_size=config.image_size,
             **common,
             **extra,
         )
     from keras_meta.data.images import tfds_builder
 
     try:
-        builder = tfds_builder(dataset, config["data_dir"])
+        builder = tfds_builder(dataset, config.data_dir)
     except ValueError as e:
         raise UnknownDataset(
             f"Unknown dataset {dataset!r}: not omniglot, mini_imagenet, "
@@ -82,8 +84,8 @@ def make_data(config, split, episodic=True, start=0):
     return keras_meta.data.from_tfds(
         dataset,
         split="train",
-        data_dir=config["data_dir"],
-        image_size=config["image_size"],
+        data_dir=config.data_dir,
+        image_size=config.image_size,
         classes=class_partition(num_classes, split),
         **common,
         **extra,

@@ -1,0 +1,343 @@
+"""Every algorithm side by side, fairly: `keras-meta compare` (or
+`python -m train.compare`).
+
+    python -m train.compare --dataset=omniglot --ways=5 --shots=1 --minutes=15
+
+Each algorithm trains with its own paper's settings (its preset for this
+dataset, N and K, when there is one) for the same training time
+(`--minutes`, meta-validation excluded; or the same number of iterations
+with `--budget`), with its schedules scaled to the run it actually gets
+(Reptile's meta-step annealed to 0 over the time budget), and is tested
+with the weights that scored best on meta-validation (never on test
+tasks), on the same meta-test tasks as every other row. The table
+(`compare.md`, `compare.json`) gives accuracy, 95% interval, training time,
+iterations and tasks seen; `compare_validation.png` draws meta-validation
+accuracy against training time, `compare_steps.png` test accuracy against
+adaptation steps. `--resume` reuses finished rows and resumes broken ones.
+"""
+
+import json
+import pathlib
+import shlex
+import subprocess
+import sys
+
+from absl import app, flags
+
+from keras_meta.cli import presets
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("dataset", "omniglot", "Dataset, as for train.maml.")
+flags.DEFINE_integer("ways", 5, "N.", lower_bound=2)
+flags.DEFINE_integer("shots", 1, "K.", lower_bound=1)
+flags.DEFINE_float(
+    "minutes",
+    15.0,
+    "Training time per algorithm (meta-validation excluded).",
+    lower_bound=0.01,
+)
+flags.DEFINE_integer(
+    "budget",
+    None,
+    "Meta-iterations per algorithm instead of a time budget (an equal count "
+    "of iterations is not an equal cost).",
+    lower_bound=1,
+)
+flags.DEFINE_list(
+    "algorithms",
+    "maml,fomaml,anil,reptile,pretrain",
+    "Rows to run, among: "
+    + ", ".join("maml fomaml anil reptile pretrain".split()),
+)
+flags.DEFINE_integer("eval_every", 250, "Iterations between validations.")
+flags.DEFINE_integer("val_tasks", 100, "Meta-validation tasks.")
+flags.DEFINE_integer("eval_tasks", 600, "Meta-test tasks (the same for all).")
+flags.DEFINE_integer("seed", 0, "Seed shared by all runs (same test tasks).")
+flags.DEFINE_string("output_dir", None, "Where to write.")
+flags.DEFINE_string("data_dir", None, "TFDS data folder.")
+flags.DEFINE_boolean("overwrite", False, "Replace earlier runs.")
+flags.DEFINE_boolean("resume", False, "Reuse finished rows, resume others.")
+flags.DEFINE_string(
+    "extra", "", "More flags for every training script, e.g. '--filters=32'."
+)
+
+# name, script, first_order: the rows `--algorithms` can ask for.
+VARIANTS = {
+    "maml": ("MAML", "maml", False),
+    "fomaml": ("first-order MAML", "maml", True),
+    "anil": ("ANIL", "anil", False),
+    "reptile": ("Reptile", "reptile", False),
+    "pretrain": ("Pretrain (fresh head)", "pretrain", False),
+    "metasgd": ("Meta-SGD", "metasgd", False),
+    "mamlpp": ("MAML++", "mamlpp", False),
+}
+
+
+def extra_flags(script):
+    """The `--extra` flags that apply to `train.<script>` (a flag for
+    another algorithm only, such as --batch_size, is left out)."""
+    from keras_meta.cli.config import RunConfig
+
+    fields = RunConfig.__dataclass_fields__
+    kept = []
+    for flag in shlex.split(FLAGS.extra):
+        name = flag.lstrip("-").split("=")[0]
+        name = (
+            name[2:] if name.startswith("no") and name[2:] in fields else name
+        )
+        only = fields[name].metadata["only"] if name in fields else None
+        if not only or script in only:
+            kept.append(flag)
+    return kept
+
+
+def row_command(key, run_dir):
+    """The training command of one row, and the preset it uses (or None)."""
+    _, script, first_order = VARIANTS[key]
+    preset = presets.find(
+        script, FLAGS.dataset, FLAGS.ways, FLAGS.shots, first_order
+    )
+    command = [sys.executable, "-m", "keras_meta.cli", "train", script]
+    if preset:
+        command.append(f"--preset={preset}")
+    else:
+        command += [
+            f"--dataset={FLAGS.dataset}",
+            f"--ways={FLAGS.ways}",
+            f"--shots={FLAGS.shots}",
+        ]
+    if first_order and not preset:
+        command.append("--first_order")
+    budget = (
+        [f"--iterations={FLAGS.budget}"]
+        if FLAGS.budget
+        else [f"--minutes={FLAGS.minutes}"]
+    )
+    command += [
+        *budget,
+        "--select=best_val",
+        f"--eval_every={FLAGS.eval_every}",
+        f"--checkpoint_every={FLAGS.eval_every}",
+        f"--val_tasks={FLAGS.val_tasks}",
+        f"--eval_tasks={FLAGS.eval_tasks}",
+        "--eval_queries=15",
+        f"--seed={FLAGS.seed}",
+        f"--output_dir={run_dir}",
+        "--verbose=2",
+        *extra_flags(script),
+    ]
+    if FLAGS.data_dir:
+        command.append(f"--data_dir={FLAGS.data_dir}")
+    return command, preset
+
+
+def train_row(key, run_dir):
+    """Trains one row (or reuses/resumes it); returns its results dict."""
+    command, preset = row_command(key, run_dir)
+    results = run_dir / "results.json"
+    if FLAGS.resume and results.exists():
+        print(f"== {VARIANTS[key][0]}: reusing {run_dir}", flush=True)
+        return json.loads(results.read_text()), preset
+    if FLAGS.resume and (run_dir / "checkpoint" / "checkpoint.json").exists():
+        command = [*command[:5], "--resume", f"--output_dir={run_dir}"]
+    elif FLAGS.overwrite:
+        command.append("--overwrite")
+    print(f"== {VARIANTS[key][0]}: {shlex.join(command[2:])}", flush=True)
+    done = subprocess.run(command, check=False)
+    if done.returncode:
+        raise RuntimeError(
+            f"{VARIANTS[key][0]} failed (exit {done.returncode}); see above."
+        )
+    return json.loads(results.read_text()), preset
+
+
+def nil_row(run_dir, config, num_tasks):
+    """The NIL head (no inner loop) on a run's final model."""
+    import keras
+
+    import keras_meta
+    from keras_meta.cli import datasets
+    from keras_meta.cli.config import RunConfig
+
+    model = keras.models.load_model(run_dir / "model.keras")
+    return keras_meta.analysis.nil_accuracy(
+        model,
+        datasets.make_data(RunConfig.from_dict(config), "test"),
+        num_tasks,
+    )
+
+
+def make_rows(runs):
+    rows = []
+    for key, (run_dir, result, preset) in runs.items():
+        paper = presets.PRESETS[preset]["paper"] if preset else None
+        rows.append(
+            {
+                "algorithm": VARIANTS[key][0],
+                "preset": preset,
+                "accuracy": result["test"]["mean"],
+                "ci95": result["test"]["ci95"],
+                "train_seconds": result["train_seconds"],
+                "iterations": result["iterations_trained"],
+                "selected_iteration": result.get("selected_iteration"),
+                "tasks_seen": result.get("tasks_seen"),
+                "examples_seen": result.get("examples_seen"),
+                "peak_rss_mib": result.get("peak_rss_mib"),
+                "test_by_steps": [p["mean"] for p in result["test_by_steps"]],
+                "paper": paper,
+                "run": str(run_dir),
+            }
+        )
+    if "pretrain" in runs:
+        run_dir, result, _ = runs["pretrain"]
+        nil = nil_row(run_dir, result["config"], FLAGS.eval_tasks)
+        rows.append(
+            {
+                **rows[list(runs).index("pretrain")],
+                "algorithm": "Pretrain (NIL head)",
+                "accuracy": nil["accuracy"],
+                "ci95": nil["ci95"],
+                "test_by_steps": None,
+                "paper": None,
+            }
+        )
+    return rows
+
+
+def table(rows):
+    def cell(value, fmt):
+        return "" if value is None else format(value, fmt)
+
+    budget = (
+        f"{FLAGS.budget} meta-iterations each"
+        if FLAGS.budget
+        else f"{FLAGS.minutes:g} minutes of training each"
+    )
+    lines = [
+        f"{FLAGS.dataset} {FLAGS.ways}-way {FLAGS.shots}-shot, {budget}, "
+        f"{FLAGS.eval_tasks} meta-test tasks (95% CI), bn=transductive, "
+        "best meta-validation model",
+        "",
+        "| algorithm | accuracy | 95% CI | training (s) | iterations "
+        "(selected) | tasks seen | peak memory (MiB) | paper |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        seen = r["tasks_seen"] or (
+            f"{r['examples_seen']} images" if r["examples_seen"] else None
+        )
+        lines.append(
+            f"| {r['algorithm']} | {100 * r['accuracy']:.1f}% | "
+            f"+- {100 * r['ci95']:.1f}% | {cell(r['train_seconds'], '.0f')} | "
+            f"{r['iterations']} ({cell(r['selected_iteration'], 'd')}) | "
+            f"{'' if seen is None else seen} | "
+            f"{cell(r['peak_rss_mib'], '.0f')} | "
+            f"{'' if r['paper'] is None else str(r['paper']) + '%'} |"
+        )
+    return "\n".join(lines)
+
+
+def validation_curves(runs):
+    """`{name: (train seconds, val accuracy %)}` from each run's history."""
+    from keras_meta import plots
+
+    curves = {}
+    for key, (run_dir, _, _) in runs.items():
+        history = plots.read_history(run_dir / "history.csv")
+        if "train_seconds" in history and "val_accuracy" in history:
+            curves[VARIANTS[key][0]] = (
+                history["train_seconds"],
+                [100 * v for v in history["val_accuracy"]],
+            )
+    return curves
+
+
+def compare(out):
+    from keras_meta import plots
+    from keras_meta.cli.run_folder import RunFolder
+
+    runs = {}
+    for key in FLAGS.algorithms:
+        run_dir = out / key
+        result, preset = train_row(key, run_dir)
+        runs[key] = (run_dir, result, preset)
+    rows = make_rows(runs)
+    text = table(rows)
+    print("\n" + text)
+    RunFolder.write_text(out / "compare.md", text + "\n")
+    RunFolder.write_json(
+        out / "compare.json",
+        {
+            "flags": {
+                k: FLAGS[k].value
+                for k in (
+                    "dataset",
+                    "ways",
+                    "shots",
+                    "minutes",
+                    "budget",
+                    "eval_tasks",
+                    "seed",
+                    "extra",
+                )
+            },
+            "rows": rows,
+        },
+    )
+    plots.curves(
+        list(range(11)),
+        {
+            r["algorithm"]: [100 * m for m in r["test_by_steps"]]
+            for r in rows
+            if r["test_by_steps"]
+        },
+        out / "compare_steps.png",
+        title=f"{FLAGS.ways}-way {FLAGS.shots}-shot: test accuracy against "
+        "adaptation steps",
+    )
+    plots.lines(
+        validation_curves(runs),
+        out / "compare_validation.png",
+        xlabel="training time (s, meta-validation excluded)",
+        ylabel="meta-validation accuracy (%)",
+        title=f"{FLAGS.ways}-way {FLAGS.shots}-shot: learning against time",
+    )
+    print(f"Wrote {out}")
+
+
+def main(argv):
+    if len(argv) > 1:
+        print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
+        return 2
+    unknown = [a for a in FLAGS.algorithms if a not in VARIANTS]
+    if unknown:
+        print(
+            f"error: unknown --algorithms {unknown}; choose among "
+            f"{', '.join(VARIANTS)}",
+            file=sys.stderr,
+        )
+        return 2
+    if FLAGS.resume and FLAGS.overwrite:
+        print("error: --resume and --overwrite contradict", file=sys.stderr)
+        return 2
+    out = pathlib.Path(
+        FLAGS.output_dir
+        or f"saved_models/compare_{FLAGS.dataset}_{FLAGS.ways}w{FLAGS.shots}s"
+    )
+    try:
+        compare(out)
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run(argv=None):
+    """Entry point (`python -m train.compare`, `keras-meta compare`)."""
+    from keras_meta.cli.flags import parse_with_exit_2
+
+    app.run(
+        lambda argv: sys.exit(main(argv)),
+        argv=argv,
+        flags_parser=parse_with_exit_2,
+    )

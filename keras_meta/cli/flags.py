@@ -1,0 +1,110 @@
+"""absl flags of the training scripts, generated from `RunConfig`.
+
+`define(algorithm)` defines one flag per `RunConfig` field with that
+algorithm's real default (so `--helpfull` shows it), bounds and choices as
+absl validators, plus the flags that steer a run rather than define it.
+`parse_with_exit_2` makes absl report a bad flag with exit code 2, like
+every other usage error of the scripts.
+"""
+
+import sys
+
+from absl import flags
+
+from keras_meta.cli.config import RunConfig
+from keras_meta.cli.presets import PRESETS
+
+FLAGS = flags.FLAGS
+USAGE_EXIT = 2
+
+
+def define(algorithm, defaults):
+    """Defines the run flags of `train.<algorithm>` (once per process)."""
+    for field in RunConfig.fields():
+        name, meta = field.name, field.metadata
+        default = defaults.get(name, field.default)
+        help_text = meta["help"]
+        if meta["only"]:
+            help_text += f" [{'/'.join(meta['only'])} only]"
+        if meta["choices"]:
+            flags.DEFINE_enum(name, default, meta["choices"], help_text)
+        elif field.type is bool:
+            flags.DEFINE_boolean(name, default, help_text)
+        elif field.type in (int, int | None):
+            flags.DEFINE_integer(
+                name, default, help_text, lower_bound=meta["lower"]
+            )
+        elif field.type in (float, float | None):
+            flags.DEFINE_float(
+                name, default, help_text, lower_bound=meta["lower"]
+            )
+        else:
+            flags.DEFINE_string(name, default, help_text)
+    ours = [p for p, v in PRESETS.items() if v["algorithm"] == algorithm]
+    flags.DEFINE_enum(
+        "preset",
+        None,
+        list(PRESETS),
+        "Named settings from a paper; explicit flags override it. For "
+        f"train.{algorithm}: {', '.join(ours) or 'none'} (README: Presets).",
+    )
+    flags.DEFINE_string(
+        "output_dir", None, "Where the run writes (default saved_models/<run>)."
+    )
+    flags.DEFINE_string("run_name", None, "Name of the run (default: derived).")
+    flags.DEFINE_boolean(
+        "resume", False, "Continue the run in output_dir from its checkpoint."
+    )
+    flags.DEFINE_boolean(
+        "overwrite", False, "Delete what output_dir holds and start afresh."
+    )
+    flags.DEFINE_boolean(
+        "keep_snapshots",
+        False,
+        "Also keep the model at every evaluation as "
+        "snapshots/epoch_<E>.keras (E * eval_every iterations), to study "
+        "how it changes along the run (train.analyze --snapshots).",
+    )
+    flags.DEFINE_integer(
+        "verbose",
+        1,
+        "Keras verbosity: 0, 1 (bar) or 2.",
+        lower_bound=0,
+        upper_bound=2,
+    )
+    flags.DEFINE_string(
+        "task_parallelism",
+        "auto",
+        "Tasks of a meta-batch run at once, sharing the CPU cores "
+        "(keras_meta.config.set_task_parallelism): a positive int, or auto.",
+    )
+    flags.DEFINE_enum(
+        "strategy",
+        "default",
+        ["default", "mirrored", "multi_worker", "tpu"],
+        "tf.distribute strategy: default (one device), mirrored (all local "
+        "GPUs), multi_worker (machines listed in $TF_CONFIG) or tpu. The "
+        "tasks of a meta-batch are split across replicas; --meta_batch must "
+        "be a multiple of their number.",
+    )
+
+
+def given():
+    """`{name: value}` of the run flags set on the command line."""
+    return {
+        field.name: FLAGS[field.name].value
+        for field in RunConfig.fields()
+        if FLAGS[field.name].present
+    }
+
+
+def parse_with_exit_2(argv):
+    """absl's flag parsing, but a bad flag exits with code 2 (usage)."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        print(f"error: {e}", file=sys.stderr)
+        print(
+            f"Pass --helpfull to see every flag of {argv[0]}.", file=sys.stderr
+        )
+        sys.exit(USAGE_EXIT)

@@ -1,0 +1,72 @@
+"""Where a run executes: threads, the `tf.distribute` strategy, which worker
+writes, and where the data is by default."""
+
+import os
+import pathlib
+
+from keras_meta.cli.errors import UsageError
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def set_task_parallelism(value, algorithm):
+    """Applies --task_parallelism (before TensorFlow starts, as it must).
+
+    `auto` keeps one task in flight for the pre-training baseline, whose
+    large batches want every core per op.
+    """
+    from keras_meta import config as keras_meta_config
+
+    if value == "auto":
+        tasks = 1 if algorithm == "pretrain" else "auto"
+    else:
+        try:
+            tasks = int(value)
+        except ValueError:
+            raise UsageError(
+                f"--task_parallelism={value!r} is neither a positive int nor "
+                "auto."
+            ) from None
+        if tasks < 1:
+            raise UsageError(f"--task_parallelism={value} must be at least 1.")
+    return keras_meta_config.set_task_parallelism(tasks)
+
+
+def make_strategy(name):
+    """The `tf.distribute` strategy named by --strategy (created before any
+    other TensorFlow work, as multi-worker training requires)."""
+    import tensorflow as tf
+
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise UsageError(
+                "--strategy=multi_worker reads the cluster from $TF_CONFIG; "
+                "set it on every worker (see the README)."
+            )
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    return tf.distribute.get_strategy()
+
+
+def is_chief(strategy):
+    """Whether this process writes the run folder (worker 0)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    return resolver.task_type == "chief" or (
+        resolver.task_type == "worker" and resolver.task_id == 0
+    )
+
+
+def default_data_dir():
+    """`../shared/data/tfds` beside the repository when it is there."""
+    if "TFDS_DATA_DIR" in os.environ:
+        return None
+    shared = REPO.parent / "shared" / "data" / "tfds"
+    return str(shared) if shared.is_dir() else None

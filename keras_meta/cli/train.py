@@ -1,0 +1,187 @@
+"""`train.<algorithm>` / `keras-meta train <algorithm>`: one training run.
+
+Settings come from one `RunConfig` (defaults < algorithm defaults < preset
+< flags); every setting, the data and the model are checked before the run
+folder is touched; then training, the papers' test protocol and the run
+folder's files (`run_folder.py`). Exit codes: 0 done (or nothing to do),
+1 training failed (non-finite loss), 2 usage error, 130 interrupted.
+"""
+
+import dataclasses
+import pathlib
+import sys
+import tempfile
+import time
+
+import keras
+from absl import app, logging
+
+import keras_meta
+from keras_meta.cli import datasets, loop, presets, report, runtime
+from keras_meta.cli import flags as run_flags
+from keras_meta.cli.config import RunConfig
+from keras_meta.cli.errors import TrainingFailed, UsageError
+from keras_meta.cli.registry import ALGORITHMS, build_model
+from keras_meta.cli.run_folder import RunFolder
+
+FLAGS = run_flags.FLAGS
+
+
+def resolve_config(algorithm):
+    """The run's `RunConfig` from defaults, preset and the flags given."""
+    given = run_flags.given()
+    preset = {}
+    if FLAGS.preset is not None:
+        preset = presets.settings(FLAGS.preset)
+        wanted = preset.pop("algorithm")
+        if wanted != algorithm:
+            raise UsageError(
+                f"Preset {FLAGS.preset!r} is for train.{wanted}, not "
+                f"train.{algorithm}."
+            )
+    for name, value in given.items():
+        only = RunConfig.__dataclass_fields__[name].metadata["only"]
+        if only and algorithm not in only and value not in (None, False):
+            raise UsageError(
+                f"--{name} applies to train.{'/'.join(only)} only, not "
+                f"train.{algorithm}."
+            )
+    values = {
+        **ALGORITHMS[algorithm].defaults,
+        **preset,
+        **given,
+        "algorithm": algorithm,
+    }
+    try:
+        return RunConfig(**values).resolved().check()
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+
+
+def resumed_config(folder):
+    """`(config, state)` of the run to resume; `--iterations` and
+    `--minutes` given now extend it."""
+    config, state = folder.resume_state()
+    given = run_flags.given()
+    extend = {k: given[k] for k in ("iterations", "minutes") if k in given}
+    return dataclasses.replace(config, **extend), state
+
+
+def finished(config, state, folder):
+    """Whether a resumed run has nothing left to do."""
+    if not folder.results.exists():
+        return False
+    if state["iteration"] >= config.iterations:
+        return True
+    spent = state.get("train_seconds", 0.0)
+    return config.minutes is not None and spent >= 60 * config.minutes
+
+
+def locate(algorithm):
+    """`(name, folder, config, state)`: the run's name and folder, and its
+    settings (a resumed run's own, with its checkpoint state)."""
+    if FLAGS.resume and FLAGS.overwrite:
+        raise UsageError("--resume and --overwrite contradict each other.")
+    config = resolve_config(algorithm)
+    name = report.run_name(config, FLAGS.run_name, FLAGS.preset)
+    folder = RunFolder(FLAGS.output_dir or pathlib.Path("saved_models", name))
+    if not FLAGS.resume:
+        folder.check_new(FLAGS.overwrite)
+        return name, folder, config, None
+    config, state = resumed_config(folder)
+    return folder.path.name, folder, config, state
+
+
+def prepare(config, state, folder):
+    """Checks the data and builds (or reloads) the model before anything is
+    written: `(config, state, model, strategy)`; `UsageError` on bad input."""
+    if config.data_dir is None:
+        config = dataclasses.replace(
+            config, data_dir=runtime.default_data_dir()
+        )
+    runtime.set_task_parallelism(FLAGS.task_parallelism, config.algorithm)
+    strategy = runtime.make_strategy(FLAGS.strategy)
+    if config.meta_batch % strategy.num_replicas_in_sync:
+        raise UsageError(
+            f"--meta_batch={config.meta_batch} does not split over "
+            f"{strategy.num_replicas_in_sync} replicas: use a multiple."
+        )
+    with strategy.scope():
+        if state is not None:
+            model, state = keras_meta.callbacks.load_checkpoint(
+                folder.checkpoint_dir
+            )
+            return config, state, model, strategy
+        keras.utils.set_random_seed(config.seed)
+        episodic = ALGORITHMS[config.algorithm].episodic
+        train = datasets.make_data(config, "train", episodic=episodic)
+        return config, state, build_model(config, train), strategy
+
+
+def run(algorithm):
+    """The whole script; returns the process exit code."""
+    wall_start = time.time()
+    try:
+        name, folder, config, state = locate(algorithm)
+        if state is not None and finished(config, state, folder):
+            print(
+                f"{folder.path} is finished (iteration {state['iteration']}):"
+                " nothing to do. Pass a larger --iterations to train further."
+            )
+            return 0
+        config, state, model, strategy = prepare(config, state, folder)
+    except (UsageError, ValueError, TypeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return run_flags.USAGE_EXIT
+    if not runtime.is_chief(strategy):
+        # Other workers train in step with the chief; what they write goes
+        # to a scratch folder.
+        folder = RunFolder(tempfile.mkdtemp(prefix="keras_meta_worker_"))
+    elif state is None:
+        folder.create(config, FLAGS.overwrite)
+    else:
+        print(f"Resuming {folder.path} at iteration {state['iteration']}")
+    try:
+        done, seconds = loop.train(
+            model,
+            config,
+            folder,
+            state,
+            verbose=FLAGS.verbose,
+            snapshots=FLAGS.keep_snapshots,
+        )
+        iteration = int(model.optimizer.iterations.numpy())
+        if not done:
+            print(
+                f"\nInterrupted at iteration {iteration}; checkpoint written."
+                " Continue with the same command and --resume.",
+                file=sys.stderr,
+            )
+            return 130
+        training = {"train_seconds": seconds, "iterations_trained": iteration}
+        report.evaluate_and_write(
+            model, config, folder, name, wall_start, training
+        )
+    except TrainingFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(algorithm, argv=None):
+    """Entry point of `python -m train.<algorithm>`."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"Unknown algorithm {algorithm!r}.")
+    run_flags.define(algorithm, ALGORITHMS[algorithm].defaults)
+
+    def app_main(argv):
+        if len(argv) > 1:
+            print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
+            sys.exit(run_flags.USAGE_EXIT)
+        logging.set_verbosity(logging.WARNING)
+        import tensorflow as tf
+
+        tf.get_logger().setLevel("ERROR")  # retracing notes of evaluation
+        sys.exit(run(algorithm))
+
+    app.run(app_main, argv=argv, flags_parser=run_flags.parse_with_exit_2)

@@ -1,0 +1,13 @@
+"""The meta-learning engine: `MetaLearner` and what it is made of.
+
+- `meta_learner`: the `keras.Model` base class and its public hooks;
+- `episodes`: episode batches in, checked;
+- `tasks`: `Task`, `TaskUpdate` and the per-task loop;
+- `distribute`: tf.distribute and its Keras workarounds;
+- `serving`: the SavedModel that adapts and predicts.
+"""
+
+from keras_meta.engine.meta_learner import MetaLearner
+from keras_meta.engine.tasks import Task, TaskUpdate
+
+__all__ = ["MetaLearner", "Task", "TaskUpdate"]

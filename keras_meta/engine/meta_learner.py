@@ -1,0 +1,615 @@
+"""`MetaLearner`: the `keras.Model` every algorithm subclasses.
+
+A meta-learner wraps a plain Keras model, the *learner*, and meta-learns its
+initialisation on episodes (`keras_meta.engine.episodes`). The engine runs
+the T tasks of a meta-batch in one graph and leaves four public hooks to an
+algorithm:
+
+- `adapt_task(weights, state, task, steps, differentiable)`: how a task
+  adapts (the inner loop). Every algorithm defines it.
+- `task_update(weights, state, task)`: what a task contributes to the
+  meta-update. Default: the gradient of the query loss after adaptation
+  with respect to `meta_variables` (second order when `second_order`).
+- `meta_gradients(values, mean_update)`: how the mean of the task
+  contributions becomes the gradient handed to the optimizer. Default: as
+  it is.
+- `predict_task(weights, state, task, steps, ...)`: how an adapted task
+  predicts its queries. Default: `adapt_task`, then the learner.
+
+Writing one: first-order MAML in full.
+
+```python
+class FirstOrderMAML(keras_meta.MetaLearner):
+    second_order = False  # the inner steps are constants to the outer tape
+
+    def adapt_task(self, weights, state, task, steps, differentiable):
+        return keras_meta.inner_loop.gradient_descent(
+            self.support_loss(task), weights, state, steps, self.inner_lr,
+            differentiable,
+        )
+```
+
+Weights are lists of tensors aligned with `learner.trainable_variables`
+("fast weights"), state with `learner.non_trainable_variables`; `forward`,
+`support_loss` and `query_loss` run the learner on them (learner
+regularisation losses included). The learner always runs in training mode,
+so batch-norm normalises with the statistics of the batch it sees, as the
+MAML reference code does; `bn_mode="non_transductive"` classifies queries
+with the support set's statistics instead. The moving statistics are
+carried through a task's calls and, after each meta-update, set to their
+mean over the tasks: they serve only the bare learner in inference mode.
+"""
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_meta import inner_loop
+from keras_meta.atomic import atomic_path
+from keras_meta.engine import distribute, episodes, serving
+from keras_meta.engine.tasks import (
+    Task,
+    TaskUpdate,
+    map_tasks,
+    per_example_loss,
+)
+from keras_meta.learner_parts import BatchNormStatistics
+
+BN_MODES = ("transductive", "non_transductive")
+
+
+def check_count(value, name, minimum=0):
+    """`value` as an int >= `minimum`, or a clear error."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {value!r}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
+    return int(value)
+
+
+def check_rate(value, name="inner_lr"):
+    """`value` as a positive finite float, or a clear error."""
+    if isinstance(value, bool) or not isinstance(
+        value, (int, float, np.floating, np.integer)
+    ):
+        raise TypeError(f"{name} must be a number, got {value!r}.")
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be positive and finite, got {value}.")
+    return float(value)
+
+
+def check_learner(learner):
+    """Raises a clear error unless `learner` is a built Keras model with
+    trainable variables and a single input and output."""
+    if not isinstance(learner, keras.Model):
+        raise TypeError(
+            "learner must be a keras.Model (Sequential or functional), got "
+            f"{type(learner).__name__}."
+        )
+    if not learner.built:
+        raise ValueError(
+            "The learner is not built, so its weights do not exist yet: give "
+            "it an input shape (`keras.Input(shape)` as its first layer) or "
+            "call `learner.build(input_shape)` before wrapping it."
+        )
+    if not learner.trainable_variables:
+        raise ValueError(
+            f"The learner {learner.name!r} has no trainable variables, so "
+            "there is nothing to adapt or meta-learn. Unfreeze it "
+            "(`learner.trainable = True`) or give it trainable layers."
+        )
+    if len(learner.inputs or [None]) != 1 or len(learner.outputs or [0]) != 1:
+        raise ValueError(
+            "The learner must have exactly one input and one output; got "
+            f"{len(learner.inputs)} inputs and {len(learner.outputs)} outputs."
+        )
+
+
+@keras.saving.register_keras_serializable(package="keras_meta")
+class MetaLearner(distribute.KerasIssue20585, keras.Model):
+    """Base class: a meta-learner over a wrapped Keras `learner`.
+
+    Args:
+        learner: a built `keras.Model` mapping `[batch, ...]` inputs to
+            `[batch, ...]` outputs (logits for classification).
+        inner_lr: step size of the inner loop.
+        inner_steps: inner steps per task during meta-training.
+        eval_inner_steps: inner steps per task in `evaluate`, `predict` and
+            `model(x)`; defaults to `inner_steps`.
+        bn_mode: `"transductive"` or `"non_transductive"`: which batch-norm
+            statistics normalise query examples at evaluation.
+        **kwargs: passed to `keras.Model` (for example `name`).
+    """
+
+    second_order = True  # whether `task_update` differentiates the steps
+
+    def __init__(
+        self,
+        learner,
+        inner_lr=0.01,
+        inner_steps=1,
+        eval_inner_steps=None,
+        bn_mode="transductive",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        check_learner(learner)
+        self.learner = learner
+        self.inner_lr = check_rate(inner_lr)
+        self.inner_steps = inner_steps
+        self.eval_inner_steps = (
+            self.inner_steps if eval_inner_steps is None else eval_inner_steps
+        )
+        self.bn_mode = bn_mode
+        self._batch_norm = BatchNormStatistics(learner)
+        # The learner is built, so is the meta-learner: Keras need not trace
+        # a symbolic episode through the inner loop to create weights.
+        self.built = True
+
+    # -- settings -------------------------------------------------------
+
+    @property
+    def bn_mode(self):
+        """`"transductive"`: evaluation normalises query batch-norm
+        activations with the statistics of the query batch itself (MAML's
+        protocol). `"non_transductive"`: with the support set's alone, in
+        inference mode, so that each query is classified independently of
+        the others. Meta-training is always transductive."""
+        return self._bn_mode
+
+    @bn_mode.setter
+    def bn_mode(self, value):
+        if value not in BN_MODES:
+            raise ValueError(
+                f"bn_mode must be one of {BN_MODES}, got {value!r}."
+            )
+        self._bn_mode = value
+        self.test_function = self.predict_function = None  # retrace
+
+    @property
+    def inner_steps(self):
+        """Inner steps per task during meta-training."""
+        return self._inner_steps
+
+    @inner_steps.setter
+    def inner_steps(self, value):
+        self._inner_steps = check_count(value, "inner_steps")
+        self.train_function = None  # retrace with the new count
+
+    @property
+    def eval_inner_steps(self):
+        """Inner steps per task in `evaluate`, `predict` and `model(x)`."""
+        return self._eval_inner_steps
+
+    @eval_inner_steps.setter
+    def eval_inner_steps(self, value):
+        self._eval_inner_steps = check_count(value, "eval_inner_steps")
+        self.test_function = self.predict_function = None  # retrace
+
+    @property
+    def learner_spec(self):
+        """The learner's input and output shapes, and N (`num_classes`)."""
+        return episodes.LearnerSpec.of(self.learner, self.num_classes)
+
+    @property
+    def num_classes(self):
+        """N for classification (the learner's logits), None for
+        regression."""
+        units = self.learner.outputs[0].shape[-1]
+        return units if units and units > 1 else None
+
+    @property
+    def meta_variables(self):
+        """The variables the meta-update trains: the learner's, then the
+        algorithm's own (for example Meta-SGD's learned rates)."""
+        return list(self.learner.trainable_variables)
+
+    @property
+    def state_variables(self):
+        """The non-trained state a task carries: the learner's
+        non-trainable variables, then the algorithm's own (for example
+        MAML++'s per-step batch-norm statistics). After each meta-update
+        each is set from the tasks' final values (`TaskUpdate.state`)."""
+        return list(self.learner.non_trainable_variables)
+
+    # -- hooks ------------------------------------------------------------
+
+    def adapt_task(self, weights, state, task, steps, differentiable):
+        """How a task adapts: `(fast weights, state)` after `steps` inner
+        steps from `weights` on `task`'s support set, recorded for an
+        enclosing tape when `differentiable`. Every algorithm defines it."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must define adapt_task."
+        )
+
+    def predict_task(
+        self,
+        weights,
+        state,
+        task,
+        steps,
+        differentiable=False,
+        transductive=True,
+    ):
+        """`(query predictions [Q, ...], state, learner losses)` after
+        adapting to `task` with `steps` steps."""
+        fast, state = self.adapt_task(
+            weights, state, task, steps, differentiable
+        )
+        if transductive:
+            return self.forward(fast, state, task.query_x)
+        own = len(self.learner.non_trainable_variables)
+        y_pred = self._batch_norm.call(
+            self.learner, fast, state[:own], task.query_x, task.support_x
+        )
+        return y_pred, state, []
+
+    def task_update(self, weights, state, task):
+        """What a task contributes: the gradient of its query loss after
+        `inner_steps` steps with respect to `meta_variables`, through the
+        steps when `second_order` (MAML), or not (first-order MAML)."""
+        init = [tf.identity(w) for w in weights]  # watchable in the loop
+        own = self.meta_variables[len(init) :]
+        with tf.GradientTape() as tape:
+            tape.watch(init)
+            y_pred, state, losses = self.predict_task(
+                init, state, task, self.inner_steps, self.second_order
+            )
+            loss = self.query_loss(task, y_pred, losses)
+        grads = tape.gradient(loss, init + own)
+        return TaskUpdate(
+            inner_loop.zeros_for_none(grads, init + own), loss, y_pred, state
+        )
+
+    def meta_gradients(self, values, mean_update):
+        """The gradient for the optimizer, from the current `values` of
+        `meta_variables` and the mean over tasks of `task_update`'s lists:
+        here that mean itself."""
+        del values
+        return mean_update
+
+    # -- building blocks for the hooks ------------------------------------
+
+    def weights_and_state(self):
+        """Current values of the learner's trainable variables and of
+        `state_variables`."""
+        return (
+            [tf.convert_to_tensor(v) for v in self.learner.trainable_variables],
+            [tf.convert_to_tensor(v) for v in self.state_variables],
+        )
+
+    def forward(self, weights, state, x, training=True):
+        """The learner with fast `weights` on a batch `x [B, ...]`:
+        `(predictions, new state, regularisation losses)`. `state` is a
+        `state_variables`-aligned list, of which the learner's part is used
+        and updated; it is never differentiated."""
+        own = len(self.learner.non_trainable_variables)
+        y_pred, learner_state, losses = self.learner.stateless_call(
+            weights, state[:own], x, training=training, return_losses=True
+        )
+        state = [tf.stop_gradient(s) for s in learner_state] + list(state[own:])
+        return y_pred, state, losses
+
+    @property
+    def loss_values(self):
+        """`fn(y_true, y_pred) -> [n]`: the compiled loss, per example."""
+        if (
+            getattr(self, "_loss_source", None) is not self.loss
+            or self.loss is None
+        ):
+            self._loss_values = per_example_loss(self.loss)
+            self._loss_source = self.loss
+        return self._loss_values
+
+    def task_loss(self, y_true, y_pred, sample_weight=None, learner_losses=()):
+        """Mean of the compiled loss over a task's examples (weighted), plus
+        the learner's regularisation losses."""
+        values = self.loss_values(y_true, y_pred)
+        if sample_weight is not None:
+            values = values * tf.cast(sample_weight, values.dtype)
+        loss = keras.ops.mean(values)
+        for extra in learner_losses:
+            loss = loss + tf.cast(extra, loss.dtype)
+        return loss
+
+    def support_loss(self, task):
+        """`fn(weights, state, step) -> (loss, state)` on `task`'s support
+        set: the inner loop's objective."""
+
+        def loss(weights, state, step):
+            y_pred, state, losses = self.forward(weights, state, task.support_x)
+            return self.task_loss(task.support_y, y_pred, None, losses), state
+
+        return loss
+
+    def query_loss(self, task, y_pred, learner_losses=()):
+        """`task`'s query loss for predictions `y_pred`: the meta-loss."""
+        return self.task_loss(
+            task.query_y, y_pred, task.sample_weight, learner_losses
+        )
+
+    # -- episodes in ------------------------------------------------------
+
+    def episode(self, x, y=None, sample_weight=None):
+        """Checks an episode batch (`keras_meta.engine.episodes`)."""
+        return episodes.unpack(
+            x, y, sample_weight, self.learner_spec, type(self).__name__
+        )
+
+    def _check_first_batch(self, x, y=None, sample_weight=None):
+        """Checks the first batch of what `fit`/`evaluate`/`predict` got,
+        eagerly, so that a bad dataset fails before any tracing; keeps it to
+        build the compiled metrics from under tf.distribute."""
+        if isinstance(x, tf.data.Dataset):
+            for batch in x.take(1):
+                x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(
+                    batch
+                )
+                break
+            else:
+                return
+        if isinstance(x, dict):
+            self.episode(x, y, sample_weight)
+            self.remember_sample((x, y))
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        if isinstance(x, tf.data.Dataset):
+            kwargs.setdefault("shuffle", False)  # episodes are random already
+        self._check_first_batch(x, y, kwargs.get("sample_weight"))
+        if self.optimizer is not None and not self.optimizer.built:
+            # Slots in `trainable_variables` order, as `load_model` builds
+            # them, whatever order `meta_variables` lists.
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.trainable_variables)
+        validation = kwargs.get("validation_data")
+        if isinstance(validation, tf.data.Dataset):
+            self._check_first_batch(validation)
+        return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        self._check_first_batch(x, y, kwargs.get("sample_weight"))
+        return super().evaluate(x, y, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        self._check_first_batch(x)
+        return super().predict(x, *args, **kwargs)
+
+    # -- Keras steps --------------------------------------------------------
+
+    def prediction_spec(self, query_x):
+        """`tf.TensorSpec` of one task's query predictions, for query
+        inputs `query_x [T, Q, ...]`."""
+        spec = self.learner.compute_output_spec(
+            keras.KerasTensor(query_x.shape[1:], dtype=query_x.dtype)
+        )
+        return tf.TensorSpec(spec.shape, spec.dtype)
+
+    def _adapted(self, episode, steps, transductive):
+        weights, state = self.weights_and_state()
+
+        def one_task(task):
+            return self.predict_task(
+                weights, state, task, steps, transductive=transductive
+            )[0]
+
+        return map_tasks(
+            one_task, episode, self.prediction_spec(episode.query_x)
+        )
+
+    def adapted_predictions(self, x, steps=None, bn_mode=None):
+        """Adapted query predictions `[T, Q, ...]` of the episode dict `x`,
+        with `steps` inner steps (default `eval_inner_steps`) and batch-norm
+        `bn_mode` (default the model's); changes nothing on the model."""
+        steps = self.eval_inner_steps if steps is None else steps
+        bn_mode = bn_mode or self.bn_mode
+        if bn_mode not in BN_MODES:
+            raise ValueError(
+                f"bn_mode must be one of {BN_MODES}, got {bn_mode!r}."
+            )
+        return self._adapted(
+            self.episode(x),
+            check_count(steps, "steps"),
+            bn_mode == "transductive",
+        )
+
+    def call(self, inputs, training=None):
+        """Adapted query predictions `[T, Q, ...]` of each task of
+        `inputs`, with `inner_steps` when `training`, else
+        `eval_inner_steps`."""
+        if training:
+            return self._adapted(self.episode(inputs), self.inner_steps, True)
+        return self.adapted_predictions(inputs)
+
+    def compute_output_spec(self, inputs, training=None):
+        query_x = inputs["query_x"]
+        spec = self.prediction_spec(query_x)
+        return keras.KerasTensor(
+            (query_x.shape[0], *spec.shape), dtype=spec.dtype.name
+        )
+
+    def train_step(self, data):
+        """One meta-update over the T tasks of a meta-batch: the mean over
+        tasks of `task_update`, through `meta_gradients`, to the optimizer."""
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if y is None:
+            raise ValueError(
+                "Meta-training needs query labels: pass (x, query_y) episodes."
+            )
+        episode = self.episode(x, y, sample_weight)
+        weights, state = self.weights_and_state()
+        variables = self.meta_variables
+        loss_dtype = (
+            "float64"
+            if self.learner.outputs[0].dtype == "float64"
+            else "float32"
+        )
+
+        def one_task(task):
+            update = self.task_update(weights, state, task)
+            loss = tf.cast(update.loss, loss_dtype)
+            return update.update, loss, update.predictions, update.state
+
+        updates, losses, y_pred, states = map_tasks(
+            one_task,
+            episode,
+            (
+                [tf.TensorSpec(v.shape, v.dtype) for v in variables],
+                tf.TensorSpec([], loss_dtype),
+                self.prediction_spec(episode.query_x),
+                [tf.TensorSpec(s.shape, s.dtype) for s in state],
+            ),
+            iteration=self.optimizer.iterations,
+        )
+        mean_update = [tf.reduce_mean(u, axis=0) for u in updates]
+        values = [tf.convert_to_tensor(v) for v in variables]
+        grads = self.meta_gradients(values, mean_update)
+        self.optimizer.apply_gradients(
+            zip(distribute.scale_to_global(grads), variables)
+        )
+        self._assign_state(states)
+        return self._update_metrics(episode, y_pred, tf.reduce_mean(losses))
+
+    def _assign_state(self, task_states):
+        """Sets `state_variables` from per-task values `[T, ...]`: float
+        state (moving statistics) to the mean over all tasks (of every
+        replica), other state (seeds) to the last task's."""
+        for variable, values in zip(self.state_variables, task_states):
+            if variable.dtype.startswith(("float", "bfloat")):
+                variable.assign(
+                    distribute.mean_over_replicas(
+                        tf.reduce_mean(values, axis=0)
+                    )
+                )
+            else:
+                variable.assign(values[-1])
+
+    def _update_metrics(self, episode, y_pred, loss):
+        self._loss_tracker.update_state(
+            loss, sample_weight=tf.shape(episode.support_x)[0]
+        )
+        logs = self.compute_metrics(
+            episode, episode.query_y, y_pred, episode.sample_weight
+        )
+        return self.logs_for_workers(logs)
+
+    def test_step(self, data):
+        """Adapts every task with `eval_inner_steps` and scores its query."""
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        episode = self.episode(x, y, sample_weight)
+        y_pred = self._adapted(
+            episode, self.eval_inner_steps, self.bn_mode == "transductive"
+        )
+        loss = self.task_loss(episode.query_y, y_pred, episode.sample_weight)
+        return self._update_metrics(episode, y_pred, loss)
+
+    def predict_step(self, data):
+        """Adapted query predictions `[T, Q, ...]`."""
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self(x, training=False)
+
+    # -- one task -----------------------------------------------------------
+
+    def _one_task(self, support_x, support_y, query_x):
+        support_x, support_y, query_x = episodes.unpack_task(
+            support_x, support_y, query_x, self.learner_spec
+        )
+        return Task(support_x, support_y, query_x)
+
+    def adapt(self, support_x, support_y, steps=None):
+        """Adapts the learner to ONE task (no task axis): `support_x [S,
+        ...]`, `support_y [S(, d)]`, `steps` default `eval_inner_steps`.
+
+        Returns the adapted weights, a list of tensors aligned with
+        `learner.trainable_variables` (the learner itself is unchanged);
+        `adapted_learner` gives a ready Keras model instead.
+        """
+        steps = self.eval_inner_steps if steps is None else steps
+        task = self._one_task(support_x, support_y, support_x)
+        weights, state = self.weights_and_state()
+        adapted, _ = self.adapt_task(
+            weights, state, task, check_count(steps, "steps"), False
+        )
+        return adapted
+
+    def adapted_learner(self, support_x, support_y, steps=None):
+        """A copy of the learner adapted to ONE task: its weights are
+        `adapt`'s and its batch-norm moving statistics those of the support
+        set, so `model(x)` (inference mode) classifies each example alone,
+        the non-transductive protocol; `model(x, training=True)` normalises
+        with the batch's own statistics, the transductive one."""
+        adapted = self.adapt(support_x, support_y, steps)
+        state = [
+            tf.convert_to_tensor(v)
+            for v in self.learner.non_trainable_variables
+        ]
+        support_x = tf.convert_to_tensor(support_x)
+        statistics = self._batch_norm.of(
+            self.learner, adapted, state, support_x
+        )
+        clone = keras.models.clone_model(self.learner)
+        for variable, value in zip(clone.trainable_variables, adapted):
+            variable.assign(value)
+        for variable, value in zip(clone.non_trainable_variables, statistics):
+            variable.assign(value)
+        return clone
+
+    def adapted_task_predictions(
+        self, support_x, support_y, query_x, steps, bn_mode
+    ):
+        """Query predictions `[Q, ...]` of ONE task (the serving function)."""
+        weights, state = self.weights_and_state()
+        task = Task(support_x, support_y, query_x)
+        return self.predict_task(
+            weights, state, task, steps, transductive=bn_mode == "transductive"
+        )[0]
+
+    # -- saving and deployment ------------------------------------------------
+
+    def save(self, filepath, overwrite=True, **kwargs):
+        """`keras.Model.save`, written atomically (temporary file, rename)."""
+        filepath = os.fspath(filepath)
+        if not filepath.endswith(".keras"):
+            return super().save(filepath, overwrite=overwrite, **kwargs)
+        if os.path.exists(filepath) and not overwrite:
+            raise ValueError(f"{filepath} exists and overwrite=False.")
+        with atomic_path(filepath, suffix=".keras") as staged:
+            super().save(staged, **kwargs)
+
+    def export(
+        self,
+        filepath,
+        format="tf_saved_model",
+        verbose=False,
+        steps=None,
+        **kwargs,
+    ):
+        """Writes a SavedModel whose serving signature adapts to ONE task
+        with `steps` inner steps (default `eval_inner_steps`) and predicts
+        its queries (`keras_meta.engine.serving`). Loads with
+        `tf.saved_model.load` alone, without keras_meta."""
+        if format != "tf_saved_model":
+            raise ValueError(
+                f"{type(self).__name__}.export writes format="
+                f"'tf_saved_model' only, got format={format!r}."
+            )
+        steps = self.eval_inner_steps if steps is None else steps
+        serving.export(self, filepath, check_count(steps, "steps"), verbose)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "learner": keras.saving.serialize_keras_object(self.learner),
+            "inner_lr": self.inner_lr,
+            "inner_steps": self.inner_steps,
+            "eval_inner_steps": self.eval_inner_steps,
+            "bn_mode": self.bn_mode,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        learner = keras.saving.deserialize_keras_object(config.pop("learner"))
+        return cls(learner, **config)

@@ -1,0 +1,65 @@
+"""Deployment: a SavedModel that adapts to one task and predicts.
+
+The serving signature takes ONE task, `support_x [S, ...]`, `support_y [S]`
+(int32 class ids; `[S, d]` float targets for regression) and `query_x [Q,
+...]`, runs the inner loop inside the graph, gradients included, and returns
+`{"logits": [Q, N]}` (`{"predictions": [Q, d]}` for regression). Its inputs
+are declared without a fixed shape so that every request is checked inside
+the graph (`episodes.unpack_task`): ranks, the learner's image shape, label
+range and count, empty sets. A bad request gets an `InvalidArgumentError`
+that says what is wrong; none can reach, and crash, a kernel.
+"""
+
+import keras
+import tensorflow as tf
+
+from keras_meta.atomic import atomic_path
+from keras_meta.engine import episodes
+
+
+def serving_signature(model):
+    """`tf.TensorSpec`s of the serving function's three inputs."""
+    x_dtype = model.learner.inputs[0].dtype
+    if model.learner_spec.num_classes is not None:
+        y_spec = tf.TensorSpec(None, tf.int32, name="support_y")
+    else:
+        y_spec = tf.TensorSpec(
+            None, model.learner.outputs[0].dtype, "support_y"
+        )
+    return [
+        tf.TensorSpec(None, x_dtype, name="support_x"),
+        y_spec,
+        tf.TensorSpec(None, x_dtype, name="query_x"),
+    ]
+
+
+def serving_function(model, steps):
+    """`fn(support_x, support_y, query_x) -> {name: [Q, ...]}` for one task,
+    adapted with `steps` inner steps under the model's `bn_mode`."""
+    spec = model.learner_spec
+    output_key = "logits" if spec.num_classes is not None else "predictions"
+
+    def serve(support_x, support_y, query_x):
+        support_x, support_y, query_x = episodes.unpack_task(
+            support_x, support_y, query_x, spec
+        )
+        y_pred = model.adapted_task_predictions(
+            support_x, support_y, query_x, steps, model.bn_mode
+        )
+        return {output_key: y_pred}
+
+    return serve
+
+
+def export(model, filepath, steps, verbose=False):
+    """Writes the SavedModel to `filepath`, atomically (a temporary folder
+    beside it, then a rename)."""
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        "serve",
+        serving_function(model, steps),
+        input_signature=serving_signature(model),
+    )
+    with atomic_path(filepath) as staged:
+        archive.write_out(staged, verbose=verbose)

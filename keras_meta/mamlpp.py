@@ -1,0 +1,390 @@
+"""MAML++ (Antoniou, Edwards and Storkey, "How to train your MAML", ICLR
+2019): MAML with its training made stable."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_meta import inner_loop
+from keras_meta.engine import MetaLearner, TaskUpdate
+from keras_meta.engine.meta_learner import check_count
+from keras_meta.learner_parts import put, take, variable_indices
+
+MIN_NON_FINAL_WEIGHT = 0.03  # times 1 / steps, as the authors' code
+
+
+def multi_step_loss_weights(steps, progress):
+    """The multi-step loss's weight of the query loss after each of `steps`
+    inner steps, at `progress` (iterations / annealing iterations, >= 0):
+    uniform at 0, then the non-final weights fall linearly to
+    `0.03 / steps` and the last one rises, until progress 1, from which the
+    last step's loss alone counts (the authors' schedule)."""
+    progress = tf.cast(progress, tf.float32)
+    uniform = 1.0 / steps
+    floor = MIN_NON_FINAL_WEIGHT / steps
+    early = tf.maximum(uniform - progress * uniform, floor)
+    last = tf.minimum(
+        uniform + progress * (steps - 1) * uniform, 1.0 - (steps - 1) * floor
+    )
+    annealing = tf.concat([tf.fill([steps - 1], early), [last]], axis=0)
+    final_only = tf.one_hot(steps - 1, steps)
+    return tf.where(progress < 1.0, annealing, final_only)
+
+
+@keras.saving.register_keras_serializable(package="keras_meta")
+class MAMLPlusPlus(MetaLearner):
+    """MAML++: MAML with the fixes of Antoniou et al., each a switch.
+
+    - `learned_rates` (LSLR): a learned inner step size per inner step and
+      per trainable variable, `inner_lrs` of shape `[inner_steps,
+      len(learner.trainable_variables)]`, initialised to `inner_lr`.
+    - `multi_step_loss` (MSL): the meta-loss is the weighted sum of the
+      query losses after every inner step, the weights annealed from
+      uniform to the last step alone over `multi_step_loss_iterations`.
+    - `first_order_iterations` (DA): first-order meta-gradients for that
+      many iterations, second-order after (0: second order throughout).
+    - `per_step_batch_norm` (BNWB + BNRS): each inner step i runs the
+      learner's batch-norm layers with their own scale and offset
+      (`bn_gammas[l][i]`, `bn_betas[l][i]`, meta-learned, not adapted in the
+      inner loop) and their own running statistics, which the
+      non-transductive protocol uses to normalise step i.
+    - Cosine annealing of the meta learning rate is the optimizer's
+      (`keras.optimizers.schedules.CosineDecay`; the scripts set it).
+
+    Iteration-dependent behaviour (MSL, DA) follows the optimizer's
+    iteration count, so it survives `save`, `load_model` and `--resume`.
+
+    Args:
+        learner: a built `keras.Model`; see `MetaLearner`.
+        inner_lr: the initial inner step size (the authors: 0.1 Omniglot,
+            0.01 Mini-ImageNet).
+        inner_steps, eval_inner_steps: as for `MAML` (the authors: 5). At
+            evaluation, steps past `inner_steps` reuse the last step's
+            rates and batch-norm parameters.
+        learned_rates, multi_step_loss, per_step_batch_norm: the switches.
+        multi_step_loss_iterations: iterations of MSL annealing (the
+            authors: 10 epochs of 500 for Omniglot, 15 for Mini-ImageNet).
+        first_order_iterations: DA's first-order iterations (the paper's
+            text: its first 50 epochs, 25,000 iterations; its released
+            configurations: 0).
+    """
+
+    def __init__(
+        self,
+        learner,
+        inner_lr=0.1,
+        inner_steps=5,
+        eval_inner_steps=None,
+        learned_rates=True,
+        multi_step_loss=True,
+        multi_step_loss_iterations=5000,
+        first_order_iterations=25000,
+        per_step_batch_norm=True,
+        **kwargs,
+    ):
+        super().__init__(
+            learner,
+            inner_lr=inner_lr,
+            inner_steps=inner_steps,
+            eval_inner_steps=eval_inner_steps,
+            **kwargs,
+        )
+        check_count(inner_steps, "inner_steps", minimum=1)
+        for name, flag in (
+            ("learned_rates", learned_rates),
+            ("multi_step_loss", multi_step_loss),
+            ("per_step_batch_norm", per_step_batch_norm),
+        ):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be True or False, got {flag!r}.")
+        self.learned_rates = learned_rates
+        self.multi_step_loss = multi_step_loss
+        self.per_step_batch_norm = per_step_batch_norm
+        self.multi_step_loss_iterations = check_count(
+            multi_step_loss_iterations, "multi_step_loss_iterations"
+        )
+        self.first_order_iterations = check_count(
+            first_order_iterations, "first_order_iterations"
+        )
+        variables = learner.trainable_variables
+        self.inner_lrs = self.add_weight(
+            shape=(self.inner_steps, len(variables)),
+            initializer="zeros",
+            name="inner_lrs",
+            trainable=learned_rates,
+            dtype=variables[0].dtype,
+        )
+        self.inner_lrs.assign(np.full(self.inner_lrs.shape, self.inner_lr))
+        self._init_batch_norm(learner)
+
+    def _init_batch_norm(self, learner):
+        """Per-step scale, offset and running statistics of every
+        batch-norm layer, from the learner's own."""
+        layers = [
+            layer
+            for layer in learner._flatten_layers(include_self=False)
+            if isinstance(layer, keras.layers.BatchNormalization)
+        ]
+        self._bn_layers = layers if self.per_step_batch_norm else []
+        self.bn_gammas, self.bn_betas, self.bn_means, self.bn_variances = (
+            [],
+            [],
+            [],
+            [],
+        )
+        params, stats = [], []
+        for layer in self._bn_layers:
+            if not (layer.scale and layer.center):
+                raise ValueError(
+                    "per_step_batch_norm needs batch-norm layers with scale "
+                    f"and center; {layer.name} lacks one. Pass "
+                    "per_step_batch_norm=False."
+                )
+
+            self.bn_gammas.append(self._per_step(layer.gamma, True))
+            self.bn_betas.append(self._per_step(layer.beta, True))
+            self.bn_means.append(self._per_step(layer.moving_mean, False))
+            self.bn_variances.append(
+                self._per_step(layer.moving_variance, False)
+            )
+            params += [layer.gamma, layer.beta]
+            stats += [layer.moving_mean, layer.moving_variance]
+        self._bn_params = variable_indices(params, learner.trainable_variables)
+        self._bn_stats = variable_indices(
+            stats, learner.non_trainable_variables
+        )
+        # The inner loop adapts every trainable variable but the batch-norm
+        # parameters it swaps in per step.
+        self._inner_indices = [
+            i
+            for i in range(len(learner.trainable_variables))
+            if i not in self._bn_params
+        ]
+
+    def _per_step(self, variable, trainable):
+        """A `[inner_steps, ...]` copy of `variable`, one row per step."""
+        shape = (self.inner_steps, *variable.shape)
+        copy = self.add_weight(
+            shape=shape,
+            initializer="zeros",
+            name=f"{variable.path.replace('/', '_')}_per_step",
+            trainable=trainable,
+            dtype=variable.dtype,
+        )
+        copy.assign(np.broadcast_to(variable.numpy(), shape))
+        return copy
+
+    @property
+    def meta_variables(self):
+        own = [self.inner_lrs] if self.learned_rates else []
+        return [
+            *self.learner.trainable_variables,
+            *own,
+            *self.bn_gammas,
+            *self.bn_betas,
+        ]
+
+    @property
+    def state_variables(self):
+        return [
+            *self.learner.non_trainable_variables,
+            *self.bn_means,
+            *self.bn_variances,
+        ]
+
+    # -- one inner step at a time --------------------------------------------
+
+    def _step_index(self, step):
+        return tf.minimum(step, self.inner_steps - 1)
+
+    def _at_step(self, weights, state, step):
+        """The learner's weights and state for inner step `step`: its
+        batch-norm parameters and statistics swapped for that step's."""
+        if not self._bn_layers:
+            return weights, state[: len(self.learner.non_trainable_variables)]
+        i = self._step_index(step)
+        own = len(self.learner.non_trainable_variables)
+        layers = len(self._bn_layers)
+        params = []
+        for gamma, beta in zip(self.bn_gammas, self.bn_betas):
+            params += [tf.gather(gamma, i), tf.gather(beta, i)]
+        means, variances = state[own : own + layers], state[own + layers :]
+        stats = []
+        for mean, variance in zip(means, variances):
+            stats += [tf.gather(mean, i), tf.gather(variance, i)]
+        return (
+            put(weights, self._bn_params, params),
+            put(state[:own], self._bn_stats, stats),
+        )
+
+    def _store_step(self, state, learner_state, step):
+        """`state` with the learner's part from `learner_state` and step
+        `step`'s running statistics updated from it."""
+        own = len(self.learner.non_trainable_variables)
+        if not self._bn_layers:
+            return list(learner_state) + list(state[own:])
+        i = self._step_index(step)
+        layers = len(self._bn_layers)
+        updated = take(learner_state, self._bn_stats)
+        own_stats = list(state[own:])
+        for layer in range(layers):
+            for k, table in ((0, layer), (1, layers + layer)):
+                own_stats[table] = tf.tensor_scatter_nd_update(
+                    own_stats[table], [[i]], [updated[2 * layer + k]]
+                )
+        return list(learner_state) + own_stats
+
+    def _forward_at(self, weights, state, x, step, transductive=True):
+        """`(predictions, state, losses)` of the learner at inner step
+        `step`; non-transductive: that step's running statistics."""
+        step_weights, step_state = self._at_step(weights, state, step)
+        y_pred, learner_state, losses = self.learner.stateless_call(
+            step_weights,
+            step_state,
+            x,
+            training=transductive,
+            return_losses=True,
+        )
+        learner_state = [tf.stop_gradient(s) for s in learner_state]
+        if not transductive:
+            return y_pred, state, losses
+        return y_pred, self._store_step(state, learner_state, step), losses
+
+    def _rates(self, step):
+        rates = tf.gather(
+            tf.convert_to_tensor(self.inner_lrs), self._step_index(step)
+        )
+        return [rates[i] for i in self._inner_indices]
+
+    def _run(self, weights, state, task, steps, first_order, query_weights):
+        """`steps` inner steps; returns `(weights, state, query loss)`, the
+        loss weighted over the steps by `query_weights [steps]` (or None:
+        no query loss). `first_order` (a boolean tensor or bool) stops the
+        inner gradients."""
+        query_loss = 0.0
+        for step in range(steps):  # unrolled: each step has its own BN
+
+            def support_loss(adapted, step_state, _, step=step, base=weights):
+                full = put(base, self._inner_indices, adapted)
+                y_pred, step_state, losses = self._forward_at(
+                    full, step_state, task.support_x, step
+                )
+                loss = self.task_loss(task.support_y, y_pred, None, losses)
+                return loss, step_state
+
+            adapted = take(weights, self._inner_indices)
+            grads, state = inner_loop.gradients(support_loss, adapted, state)
+            mask = tf.cast(first_order, grads[0].dtype)
+            grads = [g - mask * (g - tf.stop_gradient(g)) for g in grads]
+            adapted = inner_loop.descend(adapted, grads, self._rates(step))
+            weights = put(weights, self._inner_indices, adapted)
+            if query_weights is not None:
+                y_pred, state, losses = self._forward_at(
+                    weights, state, task.query_x, step
+                )
+                loss = self.query_loss(task, y_pred, losses)
+                weight = tf.cast(query_weights[step], loss.dtype)
+                query_loss = query_loss + weight * loss
+        return weights, state, query_loss
+
+    # -- hooks ---------------------------------------------------------------
+
+    def adapt_task(self, weights, state, task, steps, differentiable):
+        weights, state, _ = self._run(
+            weights, state, task, steps, not differentiable, None
+        )
+        # The learner's own batch-norm parameters become the last step's,
+        # so that `adapt`'s weights run in a plain copy of the learner.
+        step_weights, _ = self._at_step(weights, state, max(steps - 1, 0))
+        return step_weights, state
+
+    def predict_task(
+        self,
+        weights,
+        state,
+        task,
+        steps,
+        differentiable=False,
+        transductive=True,
+    ):
+        adapted, new_state, _ = self._run(
+            weights, state, task, steps, not differentiable, None
+        )
+        last = max(steps - 1, 0)
+        if transductive:
+            return self._forward_at(adapted, new_state, task.query_x, last)
+        if self._bn_layers:
+            # Step `last`'s meta-learned running statistics, not the ones
+            # this task's own support set moved.
+            y_pred, _, losses = self._forward_at(
+                adapted, state, task.query_x, last, transductive=False
+            )
+            return y_pred, new_state, losses
+        return super().predict_task(
+            adapted, new_state, task, 0, differentiable, transductive
+        )
+
+    def adapted_learner(self, support_x, support_y, steps=None):
+        """As `MetaLearner.adapted_learner`, but in inference mode the copy
+        normalises with the last step's running statistics (BNRS), as the
+        non-transductive protocol of MAML++ does."""
+        clone = super().adapted_learner(support_x, support_y, steps)
+        steps = self.eval_inner_steps if steps is None else steps
+        last = min(max(steps - 1, 0), self.inner_steps - 1)
+        stats = []
+        for mean, variance in zip(self.bn_means, self.bn_variances):
+            stats += [mean[last], variance[last]]
+        for index, value in zip(self._bn_stats, stats):
+            clone.non_trainable_variables[index].assign(value)
+        return clone
+
+    def task_update(self, weights, state, task):
+        """The gradient of the (multi-step) query loss with respect to
+        `meta_variables`: first order until `first_order_iterations`."""
+        iteration = tf.cast(self.optimizer.iterations, tf.float32)
+        steps = self.inner_steps
+        if self.multi_step_loss and self.multi_step_loss_iterations:
+            query_weights = multi_step_loss_weights(
+                steps, iteration / self.multi_step_loss_iterations
+            )
+        else:
+            query_weights = tf.one_hot(steps - 1, steps)
+        first_order = iteration < self.first_order_iterations
+        init = [tf.identity(w) for w in weights]
+        own = self.meta_variables[len(init) :]
+        with tf.GradientTape() as tape:
+            tape.watch(init)
+            adapted, state, loss = self._run(
+                init, state, task, steps, first_order, query_weights
+            )
+        grads = tape.gradient(loss, init + own)
+        # The last step's predictions, for the metrics.
+        y_pred, _, _ = self._forward_at(
+            tf.nest.map_structure(tf.stop_gradient, adapted),
+            state,
+            task.query_x,
+            steps - 1,
+        )
+        return TaskUpdate(
+            inner_loop.zeros_for_none(grads, init + own), loss, y_pred, state
+        )
+
+    def learned_rates(self):
+        """`{"inner_lr/step_<i>/<weight>": rate}`, for logging."""
+        rates = self.inner_lrs.numpy()
+        return {
+            f"inner_lr/step_{i}/{v.path}": float(rates[i, j])
+            for i in range(self.inner_steps)
+            for j, v in enumerate(self.learner.trainable_variables)
+            if j in self._inner_indices
+        }
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "learned_rates": self.learned_rates,
+            "multi_step_loss": self.multi_step_loss,
+            "multi_step_loss_iterations": self.multi_step_loss_iterations,
+            "first_order_iterations": self.first_order_iterations,
+            "per_step_batch_norm": self.per_step_batch_norm,
+        }

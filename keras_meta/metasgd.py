@@ -1,0 +1,91 @@
+"""Meta-SGD (Li, Zhou, Chen and Li, 2017): learned per-parameter step sizes."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_meta import inner_loop
+from keras_meta.engine import MetaLearner
+
+
+@keras.saving.register_keras_serializable(package="keras_meta")
+class MetaSGD(MetaLearner):
+    """MAML whose inner step size is learned, one for every parameter.
+
+    The inner loop is `w <- w - a * dL/dw` with `a` a tensor of each
+    weight's shape (`inner_lrs`, initialised to `inner_lr`); `a` is
+    meta-learned with the initialisation, so the optimizer updates both.
+    With `first_order=True` the inner gradients are constants to the outer
+    tape, but the rates still get their gradient `-g_support * g_query`.
+
+    Args:
+        learner: a built `keras.Model`; see `MetaLearner`.
+        inner_lr: initial value of every learned rate.
+        inner_steps, eval_inner_steps: as for `MAML` (the paper: 1).
+        first_order: drop the second-order terms through the steps.
+
+    Attributes:
+        inner_lrs: list of variables aligned with
+            `learner.trainable_variables`, each of its weight's shape.
+    """
+
+    def __init__(
+        self,
+        learner,
+        inner_lr=0.01,
+        inner_steps=1,
+        eval_inner_steps=None,
+        first_order=False,
+        **kwargs,
+    ):
+        super().__init__(
+            learner,
+            inner_lr=inner_lr,
+            inner_steps=inner_steps,
+            eval_inner_steps=eval_inner_steps,
+            **kwargs,
+        )
+        if not isinstance(first_order, bool):
+            raise TypeError(
+                f"first_order must be True or False, got {first_order!r}."
+            )
+        self.first_order = first_order
+        self.inner_lrs = []
+        for i, v in enumerate(learner.trainable_variables):
+            rate = self.add_weight(
+                shape=v.shape,
+                initializer="zeros",
+                name=f"inner_lr_{i}_{v.name}",
+                dtype=v.dtype,
+            )
+            rate.assign(np.full(v.shape, self.inner_lr))
+            self.inner_lrs.append(rate)
+
+    @property
+    def second_order(self):
+        return not self.first_order
+
+    @property
+    def meta_variables(self):
+        return list(self.learner.trainable_variables) + self.inner_lrs
+
+    def adapt_task(self, weights, state, task, steps, differentiable):
+        rates = [tf.convert_to_tensor(r) for r in self.inner_lrs]
+        return inner_loop.gradient_descent(
+            self.support_loss(task),
+            weights,
+            state,
+            steps,
+            rates,
+            differentiable,
+        )
+
+    def learned_rates(self):
+        """`{"inner_lr/<weight>": mean rate}`, for logging."""
+        return {
+            f"inner_lr/{v.path}": float(np.mean(rate.numpy()))
+            for v, rate in zip(self.learner.trainable_variables, self.inner_lrs)
+        }
+
+    def get_config(self):
+        return {**super().get_config(), "first_order": self.first_order}
