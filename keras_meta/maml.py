@@ -3,6 +3,7 @@
 import keras
 
 from keras_meta import inner_loop
+from keras_meta.checks import check_bool
 from keras_meta.engine import MetaLearner
 
 
@@ -63,15 +64,11 @@ class MAML(MetaLearner):
             eval_inner_steps=eval_inner_steps,
             **kwargs,
         )
-        if not isinstance(first_order, bool):
-            raise TypeError(
-                f"first_order must be True or False, got {first_order!r}."
-            )
         if not (isinstance(recompute, bool) or recompute == "auto"):
             raise TypeError(
                 f'recompute must be True, False or "auto", got {recompute!r}.'
             )
-        self.first_order = first_order
+        self.first_order = check_bool(first_order, "first_order")
         self.recompute = recompute
 
     @property

@@ -6,8 +6,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_meta import inner_loop
+from keras_meta.checks import check_bool, check_count
 from keras_meta.engine import MetaLearner, TaskUpdate
-from keras_meta.engine.meta_learner import check_count
 from keras_meta.learner_parts import put, take, variable_indices
 
 MIN_NON_FINAL_WEIGHT = 0.03  # times 1 / steps, as the authors' code
@@ -90,16 +90,11 @@ class MAMLPlusPlus(MetaLearner):
             **kwargs,
         )
         check_count(inner_steps, "inner_steps", minimum=1)
-        for name, flag in (
-            ("learned_rates", learned_rates),
-            ("multi_step_loss", multi_step_loss),
-            ("per_step_batch_norm", per_step_batch_norm),
-        ):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{name} must be True or False, got {flag!r}.")
-        self.learned_rates = learned_rates
-        self.multi_step_loss = multi_step_loss
-        self.per_step_batch_norm = per_step_batch_norm
+        self.learned_rates = check_bool(learned_rates, "learned_rates")
+        self.multi_step_loss = check_bool(multi_step_loss, "multi_step_loss")
+        self.per_step_batch_norm = check_bool(
+            per_step_batch_norm, "per_step_batch_norm"
+        )
         self.multi_step_loss_iterations = check_count(
             multi_step_loss_iterations, "multi_step_loss_iterations"
         )

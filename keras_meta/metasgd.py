@@ -5,6 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_meta import inner_loop
+from keras_meta.checks import check_bool
 from keras_meta.engine import MetaLearner
 
 
@@ -45,11 +46,7 @@ class MetaSGD(MetaLearner):
             eval_inner_steps=eval_inner_steps,
             **kwargs,
         )
-        if not isinstance(first_order, bool):
-            raise TypeError(
-                f"first_order must be True or False, got {first_order!r}."
-            )
-        self.first_order = first_order
+        self.first_order = check_bool(first_order, "first_order")
         self.inner_lrs = []
         for i, v in enumerate(learner.trainable_variables):
             rate = self.add_weight(

@@ -4,8 +4,8 @@ import keras
 import tensorflow as tf
 
 from keras_meta import inner_loop
+from keras_meta.checks import check_count
 from keras_meta.engine import MetaLearner, TaskUpdate
-from keras_meta.engine.meta_learner import check_count
 
 INNER_OPTIMIZERS = ("sgd", "adam")
 

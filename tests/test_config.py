@@ -11,6 +11,9 @@ import pytest
 
 import keras_meta
 
+# The second tier: other processes, real data or real training.
+pytestmark = pytest.mark.integration
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 # Runs in a fresh process, where TensorFlow has not started yet.

@@ -8,6 +8,9 @@ from PIL import Image
 
 import keras_meta
 
+# The second tier: other processes, real data or real training.
+pytestmark = pytest.mark.integration
+
 
 def write_folder(root, classes=6, per_class=5, size=8):
     rng = np.random.default_rng(0)

@@ -13,6 +13,9 @@ from keras_meta.data.omniglot import (
     rotate_quarters,
 )
 
+# The second tier: other processes, real data or real training.
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def tfds_dir():

@@ -12,6 +12,9 @@ import sys
 import numpy as np
 import pytest
 
+# The second tier: other processes, real data or real training.
+pytestmark = pytest.mark.integration
+
 WORKER = pathlib.Path(__file__).with_name("distributed_worker.py")
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 

@@ -7,6 +7,9 @@ import pytest
 import keras_meta
 from keras_meta.data.omniglot import load_arrays
 
+# The second tier: other processes, real data or real training.
+pytestmark = pytest.mark.integration
+
 
 def test_maml_sinusoid_adapts_better_than_unadapted_and_pretrained():
     """The MAML paper's Figure 2 effect, after 1,000 meta-iterations.

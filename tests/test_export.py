@@ -13,6 +13,9 @@ import pytest
 
 import keras_meta
 
+# The second tier: other processes, real data or real training.
+pytestmark = pytest.mark.integration
+
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 RNG = np.random.default_rng(0)
 

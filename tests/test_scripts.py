@@ -16,6 +16,9 @@ from PIL import Image
 
 import keras_meta  # noqa: F401  (registers the classes load_model reads)
 
+# The second tier: other processes, real data or real training.
+pytestmark = pytest.mark.integration
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # Small Omniglot tasks and a small conv4.
 SMALL_OMNIGLOT = [
@@ -160,6 +163,26 @@ def test_bad_flags_exit_2_with_a_message(tmp_path, algorithm, flags, message):
     assert result.returncode == 2, result.stderr[-2000:]
     assert message in result.stderr
     assert not (tmp_path / "out").exists()  # nothing half-made
+
+
+def test_settings_come_from_defaults_then_preset_then_flags():
+    help_text = run_module("train.reptile", "--helpfull").stdout
+    # Each script's flags show its own real defaults.
+    assert "--inner_steps: Inner steps in meta-training.\n" in help_text
+    assert "(default: '5')" in help_text.split("--inner_steps:")[1][:200]
+    config = json.loads(
+        run_module(
+            "train.reptile",
+            "--preset=reptile_omniglot_5w1s",
+            "--inner_steps=7",
+            "--print_config",
+        ).stdout
+    )
+    assert config["inner_steps"] == 7  # the flag
+    assert config["meta_batch"] == 10  # the preset
+    assert config["eval_tasks"] == 600  # the default
+    assert config["inner_optimizer"] == "adam"  # the algorithm's default
+    assert config["train_shots"] == 15 and config["eval_inner_steps"] == 5
 
 
 def test_existing_run_is_not_overwritten(tmp_path):

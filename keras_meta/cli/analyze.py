@@ -22,7 +22,7 @@ import json
 import pathlib
 import sys
 
-from absl import app, flags
+from absl import flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "A run folder written by train.<algorithm>.")
@@ -290,10 +290,6 @@ def main(argv):
 
 def run(argv=None):
     """Entry point (`python -m train.analyze`, `keras-meta analyze`)."""
-    from keras_meta.cli.flags import parse_with_exit_2
+    from keras_meta.cli.flags import run_app
 
-    app.run(
-        lambda argv: sys.exit(main(argv)),
-        argv=argv,
-        flags_parser=parse_with_exit_2,
-    )
+    run_app(main, argv)

@@ -22,7 +22,7 @@ import shlex
 import subprocess
 import sys
 
-from absl import app, flags
+from absl import flags
 
 from keras_meta.cli import presets
 
@@ -334,10 +334,6 @@ def main(argv):
 
 def run(argv=None):
     """Entry point (`python -m train.compare`, `keras-meta compare`)."""
-    from keras_meta.cli.flags import parse_with_exit_2
+    from keras_meta.cli.flags import run_app
 
-    app.run(
-        lambda argv: sys.exit(main(argv)),
-        argv=argv,
-        flags_parser=parse_with_exit_2,
-    )
+    run_app(main, argv)

@@ -27,7 +27,7 @@ import pathlib
 import sys
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
@@ -283,10 +283,6 @@ def main(argv):
 
 def run(argv=None):
     """Entry point (`python -m train.directions`, `keras-meta directions`)."""
-    from keras_meta.cli.flags import parse_with_exit_2
+    from keras_meta.cli.flags import run_app
 
-    app.run(
-        lambda argv: sys.exit(main(argv)),
-        argv=argv,
-        flags_parser=parse_with_exit_2,
-    )
+    run_app(main, argv)

@@ -65,6 +65,12 @@ def define(algorithm, defaults):
         "snapshots/epoch_<E>.keras (E * eval_every iterations), to study "
         "how it changes along the run (train.analyze --snapshots).",
     )
+    flags.DEFINE_boolean(
+        "print_config",
+        False,
+        "Print the resolved settings (defaults < preset < flags) as JSON "
+        "and exit without training.",
+    )
     flags.DEFINE_integer(
         "verbose",
         1,
@@ -108,3 +114,14 @@ def parse_with_exit_2(argv):
             f"Pass --helpfull to see every flag of {argv[0]}.", file=sys.stderr
         )
         sys.exit(USAGE_EXIT)
+
+
+def run_app(main, argv=None):
+    """`absl.app.run` of `main(argv) -> exit code`, bad flags exiting 2."""
+    from absl import app
+
+    app.run(
+        lambda args: sys.exit(main(args)),
+        argv=argv,
+        flags_parser=parse_with_exit_2,
+    )

@@ -8,6 +8,7 @@ folder's files (`run_folder.py`). Exit codes: 0 done (or nothing to do),
 """
 
 import dataclasses
+import json
 import pathlib
 import sys
 import tempfile
@@ -121,6 +122,13 @@ def prepare(config, state, folder):
 def run(algorithm):
     """The whole script; returns the process exit code."""
     wall_start = time.time()
+    if FLAGS.print_config:
+        try:
+            print(json.dumps(resolve_config(algorithm).as_dict(), indent=2))
+        except UsageError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return run_flags.USAGE_EXIT
+        return 0
     try:
         name, folder, config, state = locate(algorithm)
         if state is not None and finished(config, state, folder):

@@ -6,30 +6,43 @@ the same stream (and a stream can be resumed at any position), whatever the
 number of parallel calls.
 """
 
+import dataclasses
+
 import numpy as np
 import tensorflow as tf
 
-
-def check_positive_int(value, name, minimum=1):
-    """Raises a clear error unless `value` is an int >= `minimum`."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r}.")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
-    return int(value)
+from keras_meta.checks import check_count
 
 
-def check_counts(ways, shots, queries, meta_batch):
-    """N, K, Q and T as ints, or a clear error."""
-    return tuple(
-        check_positive_int(value, name)
-        for value, name in (
-            (ways, "ways"),
-            (shots, "shots"),
-            (queries, "queries"),
-            (meta_batch, "meta_batch"),
-        )
-    )
+@dataclasses.dataclass(frozen=True)
+class Sampling:
+    """How a stream draws from its examples, checked once by each loader.
+
+    Episodes of `ways` classes, `shots` support and `queries` query examples
+    per class, `meta_batch` tasks per element; or with `episodic=False`,
+    plain `(example, class)` batches of `batch_size`. `seed` fixes the
+    stream and `start=n` begins it at element n (to resume training).
+    """
+
+    ways: int
+    shots: int
+    queries: int
+    meta_batch: int
+    seed: int = 0
+    start: int = 0
+    episodic: bool = True
+    batch_size: int | None = None
+
+    def __post_init__(self):
+        for name in ("ways", "shots", "queries", "meta_batch"):
+            check_count(getattr(self, name), name, minimum=1)
+        check_count(self.start, "start")
+        if not self.episodic:
+            check_count(self.batch_size or 0, "batch_size", minimum=1)
+
+    @property
+    def per_class(self):
+        return self.shots + self.queries
 
 
 def batch_seeds(seed, index, count):
@@ -185,9 +198,7 @@ def episodes_from_arrays(
         "support_y": [T, N*K], "query_x": [T, N*Q, ...]}`, `y = [T, N*Q]`
         (labels int32, examples ordered class by class).
     """
-    ways, shots, queries, meta_batch = check_counts(
-        ways, shots, queries, meta_batch
-    )
+    sampling = Sampling(ways, shots, queries, meta_batch, seed, start)
     images = np.asarray(images)
     if len(images) != len(np.asarray(labels)):
         raise ValueError(
@@ -196,36 +207,19 @@ def episodes_from_arrays(
         )
     index = ClassIndex(labels)
     index.check(ways, shots, queries)
-    return episodes_from_index(
-        tf.constant(images),
-        index,
-        ways,
-        shots,
-        queries,
-        meta_batch,
-        seed,
-        start=start,
-    )
+    return episodes_from_index(tf.constant(images), index, sampling)
 
 
-def episodes_from_index(
-    images,
-    index,
-    ways,
-    shots,
-    queries,
-    meta_batch,
-    seed,
-    transform=None,
-    start=0,
-):
-    """The episode stream over a tensor of `images` grouped by `index`.
+def episodes_from_index(images, index, sampling, transform=None):
+    """The episode stream over a tensor of `images` grouped by `index`,
+    drawn as `sampling` (a `Sampling`) says.
 
     `transform(images, variants)`, if given, maps the gathered images
     `[T, ways, shots + queries, ...]` of each class variant `[T, ways]` (for
     example, rotates Omniglot's rotated classes).
     """
-    per_class = shots + queries
+    ways, shots, meta_batch = sampling.ways, sampling.shots, sampling.meta_batch
+    per_class, seed = sampling.per_class, sampling.seed
 
     def meta_batch_at(i):
         seed_classes, seed_examples = batch_seeds(seed, i, 2)
@@ -251,7 +245,7 @@ def episodes_from_index(
         )
 
     return for_distribution(
-        tf.data.Dataset.counter(start=int(start))
+        tf.data.Dataset.counter(start=sampling.start)
         .map(
             meta_batch_at,
             num_parallel_calls=tf.data.AUTOTUNE,

@@ -14,10 +14,7 @@ import pathlib
 import numpy as np
 import tensorflow as tf
 
-from keras_meta.data.episodes import (
-    ClassIndex,
-    check_counts,
-)
+from keras_meta.data.episodes import ClassIndex, Sampling
 from keras_meta.data.supervised import episodes_or_batches
 
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
@@ -37,28 +34,10 @@ def resize_uint8(image, image_size):
     return tf.cast(tf.round(resized), tf.uint8)
 
 
-def image_episodes(
-    images,
-    labels,
-    ways,
-    shots,
-    queries,
-    meta_batch,
-    seed,
-    what,
-    classes=None,
-    episodic=True,
-    batch_size=None,
-    start=0,
-):
-    """Episodes (or supervised batches) over uint8 `images` `[M, h, w, c]`.
-
-    `classes` selects the label ids to draw from (default: all). Returns the
-    stream of `episodes_from_arrays`, images scaled to [0, 1] float32.
-    """
-    ways, shots, queries, meta_batch = check_counts(
-        ways, shots, queries, meta_batch
-    )
+def image_episodes(images, labels, sampling, what, classes=None):
+    """Episodes (or supervised batches) over uint8 `images` `[M, h, w, c]`,
+    drawn as `sampling` says; `classes` selects the label ids to draw from
+    (default: all). Images are scaled to [0, 1] float32."""
     if classes is not None:
         classes = np.asarray(list(classes))
         unknown = np.setdiff1d(classes, labels)
@@ -69,18 +48,7 @@ def image_episodes(
         keep = np.isin(labels, classes)
         images, labels = images[keep], labels[keep]
     return episodes_or_batches(
-        images,
-        ClassIndex(labels),
-        ways,
-        shots,
-        queries,
-        meta_batch,
-        seed,
-        what,
-        transform=to_unit_float,
-        episodic=episodic,
-        batch_size=batch_size,
-        start=start,
+        images, ClassIndex(labels), sampling, what, transform=to_unit_float
     )
 
 
@@ -201,23 +169,15 @@ def from_tfds(
         image_size: resize to a square of this side (default: as stored).
         Others: as `keras_meta.data.omniglot`.
     """
+    sampling = Sampling(
+        ways, shots, queries, meta_batch, seed, start, episodic, batch_size
+    )
     builder = tfds_builder(name, data_dir, download)
     images, labels = load_tfds_images(
         builder, split, image_size, image_key, label_key
     )
     return image_episodes(
-        images,
-        labels,
-        ways,
-        shots,
-        queries,
-        meta_batch,
-        seed,
-        what=f"TFDS {name!r} split {split!r}",
-        classes=classes,
-        episodic=episodic,
-        batch_size=batch_size,
-        start=start,
+        images, labels, sampling, f"TFDS {name!r} split {split!r}", classes
     )
 
 
@@ -299,18 +259,10 @@ def from_directory(
     subset of those numbers. Images are decoded once with `channels`
     channels and resized to `image_size` if given.
     """
+    sampling = Sampling(
+        ways, shots, queries, meta_batch, seed, start, episodic, batch_size
+    )
     images, labels, _ = load_directory_images(path, image_size, channels)
     return image_episodes(
-        images,
-        labels,
-        ways,
-        shots,
-        queries,
-        meta_batch,
-        seed,
-        what=f"image folder {os.fspath(path)!r}",
-        classes=classes,
-        episodic=episodic,
-        batch_size=batch_size,
-        start=start,
+        images, labels, sampling, f"image folder {os.fspath(path)!r}", classes
     )

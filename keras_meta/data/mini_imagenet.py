@@ -1,5 +1,6 @@
 """Mini-ImageNet episodes over the package's TFDS builder `mini_imagenet`."""
 
+from keras_meta.data.episodes import Sampling
 from keras_meta.data.images import (
     image_episodes,
     load_tfds_images,
@@ -47,20 +48,13 @@ def mini_imagenet(
         )
     from keras_meta.data import mini_imagenet_builder  # noqa: F401 registers
 
+    sampling = Sampling(
+        ways, shots, queries, meta_batch, seed, start, episodic, batch_size
+    )
     builder = tfds_builder("mini_imagenet", data_dir, download, manual_dir)
     images, labels = load_tfds_images(
         builder, split, image_size, "image", "label"
     )
     return image_episodes(
-        images,
-        labels,
-        ways,
-        shots,
-        queries,
-        meta_batch,
-        seed,
-        what=f"Mini-ImageNet split {split!r}",
-        episodic=episodic,
-        batch_size=batch_size,
-        start=start,
+        images, labels, sampling, f"Mini-ImageNet split {split!r}"
     )

@@ -14,11 +14,8 @@ import pathlib
 import numpy as np
 import tensorflow as tf
 
-from keras_meta.data.episodes import (
-    ClassIndex,
-    check_counts,
-    check_positive_int,
-)
+from keras_meta.checks import check_count
+from keras_meta.data.episodes import ClassIndex, Sampling
 from keras_meta.data.images import tfds_builder
 from keras_meta.data.supervised import episodes_or_batches
 
@@ -235,10 +232,10 @@ def omniglot(
         "query_x": [T, N*Q, s, s, 1]}, query_y [T, N*Q])`, or with
         `episodic=False`, `(images [B, s, s, 1], classes [B])`.
     """
-    ways, shots, queries, meta_batch = check_counts(
-        ways, shots, queries, meta_batch
+    sampling = Sampling(
+        ways, shots, queries, meta_batch, seed, start, episodic, batch_size
     )
-    image_size = check_positive_int(image_size, "image_size", 4)
+    image_size = check_count(image_size, "image_size", 4)
     if split_file is not None:
         split_file = os.fspath(split_file)
     images, labels, classes = omniglot_classes(
@@ -254,14 +251,7 @@ def omniglot(
     return episodes_or_batches(
         images,
         ClassIndex(labels, variants=classes),
-        ways,
-        shots,
-        queries,
-        meta_batch,
-        seed,
+        sampling,
         f"Omniglot split {split!r} ({scheme})",
         transform=rotate_quarters,
-        episodic=episodic,
-        batch_size=batch_size,
-        start=start,
     )

@@ -4,10 +4,10 @@ import math
 
 import tensorflow as tf
 
+from keras_meta.checks import check_count
 from keras_meta.data.episodes import (
     as_episode,
     batch_seeds,
-    check_positive_int,
     for_distribution,
 )
 
@@ -34,9 +34,9 @@ def sinusoid(
         "support_y": [T, K, 1], "query_x": [T, Q, 1]}`, `y = [T, Q, 1]`,
         float32; K = `shots`, Q = `queries`, T = `meta_batch`.
     """
-    shots = check_positive_int(shots, "shots")
-    queries = check_positive_int(queries, "queries")
-    meta_batch = check_positive_int(meta_batch, "meta_batch")
+    shots = check_count(shots, "shots", 1)
+    queries = check_count(queries, "queries", 1)
+    meta_batch = check_count(meta_batch, "meta_batch", 1)
     for name, (low, high) in (
         ("amplitude_range", amplitude_range),
         ("phase_range", phase_range),

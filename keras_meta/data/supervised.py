@@ -4,11 +4,7 @@ for the pre-training baseline."""
 import numpy as np
 import tensorflow as tf
 
-from keras_meta.data.episodes import (
-    check_positive_int,
-    episodes_from_index,
-    for_distribution,
-)
+from keras_meta.data.episodes import episodes_from_index, for_distribution
 
 
 def supervised_batches(
@@ -58,43 +54,20 @@ def supervised_batches(
     return dataset
 
 
-def episodes_or_batches(
-    images,
-    index,
-    ways,
-    shots,
-    queries,
-    meta_batch,
-    seed,
-    what,
-    transform=None,
-    episodic=True,
-    batch_size=None,
-    start=0,
-):
+def episodes_or_batches(images, index, sampling, what, transform=None):
     """What every loader returns: the episode stream over `images` grouped
     by `index` (checked against N, K and Q, naming `what` in errors), or
-    with `episodic=False` the supervised batches of `batch_size`. The counts
-    are checked ints (`check_counts`)."""
+    with `sampling.episodic` False the supervised batches of
+    `sampling.batch_size`."""
     images = tf.constant(images)
-    if not episodic:
+    if not sampling.episodic:
         return supervised_batches(
             images,
             index,
-            check_positive_int(batch_size or 0, "batch_size"),
-            seed,
+            sampling.batch_size,
+            sampling.seed,
             transform=transform,
-            start=start,
+            start=sampling.start,
         )
-    index.check(ways, shots, queries, what=what)
-    return episodes_from_index(
-        images,
-        index,
-        ways,
-        shots,
-        queries,
-        meta_batch,
-        seed,
-        transform=transform,
-        start=start,
-    )
+    index.check(sampling.ways, sampling.shots, sampling.queries, what=what)
+    return episodes_from_index(images, index, sampling, transform=transform)

@@ -43,11 +43,11 @@ mean over the tasks: they serve only the bare learner in inference mode.
 import os
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from keras_meta import inner_loop
 from keras_meta.atomic import atomic_path
+from keras_meta.checks import check_count, check_rate
 from keras_meta.engine import distribute, episodes, serving
 from keras_meta.engine.tasks import (
     Task,
@@ -58,26 +58,6 @@ from keras_meta.engine.tasks import (
 from keras_meta.learner_parts import BatchNormStatistics
 
 BN_MODES = ("transductive", "non_transductive")
-
-
-def check_count(value, name, minimum=0):
-    """`value` as an int >= `minimum`, or a clear error."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r}.")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
-    return int(value)
-
-
-def check_rate(value, name="inner_lr"):
-    """`value` as a positive finite float, or a clear error."""
-    if isinstance(value, bool) or not isinstance(
-        value, (int, float, np.floating, np.integer)
-    ):
-        raise TypeError(f"{name} must be a number, got {value!r}.")
-    if not (np.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be positive and finite, got {value}.")
-    return float(value)
 
 
 def check_learner(learner):
