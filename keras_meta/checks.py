@@ -1,5 +1,6 @@
 """Argument checks shared by the models and the data pipelines."""
 
+import keras
 import numpy as np
 
 
@@ -28,3 +29,30 @@ def check_bool(value, name):
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be True or False, got {value!r}.")
     return value
+
+
+def check_learner(learner):
+    """Raises a clear error unless `learner` is a built Keras model with
+    trainable variables and a single input and output."""
+    if not isinstance(learner, keras.Model):
+        raise TypeError(
+            "learner must be a keras.Model (Sequential or functional), got "
+            f"{type(learner).__name__}."
+        )
+    if not learner.built:
+        raise ValueError(
+            "The learner is not built, so its weights do not exist yet: give "
+            "it an input shape (`keras.Input(shape)` as its first layer) or "
+            "call `learner.build(input_shape)` before wrapping it."
+        )
+    if not learner.trainable_variables:
+        raise ValueError(
+            f"The learner {learner.name!r} has no trainable variables, so "
+            "there is nothing to adapt or meta-learn. Unfreeze it "
+            "(`learner.trainable = True`) or give it trainable layers."
+        )
+    if len(learner.inputs or [None]) != 1 or len(learner.outputs or [0]) != 1:
+        raise ValueError(
+            "The learner must have exactly one input and one output; got "
+            f"{len(learner.inputs)} inputs and {len(learner.outputs)} outputs."
+        )

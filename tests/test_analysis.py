@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import keras_meta
 from keras_meta.analysis import linear_cka, svcca
@@ -130,3 +131,52 @@ def test_nil_head_recognises_its_own_support_images(tiny_model):
     same = tf.data.Dataset.from_tensors((x, np.array([[0, 1, 2]]))).repeat()
     result = keras_meta.analysis.nil_accuracy(model, same, num_tasks=3)
     assert result["accuracy"] == 1.0 and result["num_tasks"] == 3
+
+
+def test_update_directions_match_their_closed_forms(float64):
+    """On linear regression, for two SGD steps of size a from phi: the
+    pre-training direction is g1, Reptile's phi - W = a (g1 + g2),
+    first-order MAML's the query gradient at W, and MAML's (I - a H)^2
+    times it, H the support Hessian (numpy)."""
+    rng = np.random.default_rng(5)
+    tasks, shots, queries, dim, a = 6, 8, 7, 3, 0.07
+    support_x = rng.normal(size=(tasks, shots, dim))
+    query_x = rng.normal(size=(tasks, queries, dim))
+    true_w = rng.normal(size=(tasks, dim, 1))
+    x = {
+        "support_x": support_x,
+        "support_y": support_x @ true_w
+        + 0.3 * rng.normal(size=(tasks, shots, 1)),
+        "query_x": query_x,
+    }
+    y = query_x @ true_w
+    learner = keras.Sequential(
+        [keras.Input((dim,)), keras.layers.Dense(1, use_bias=False)]
+    )
+    model = keras_meta.MAML(learner, inner_lr=a)
+    model.compile(loss="mse")
+    phi = learner.trainable_variables[0].numpy()
+    expected = {name: [] for name in keras_meta.analysis.DIRECTIONS}
+    for xs, ys, xq, yq in zip(support_x, x["support_y"], query_x, y):
+        hessian = (2 / shots) * xs.T @ xs
+        g1 = (2 / shots) * xs.T @ (xs @ phi - ys)
+        g2 = (2 / shots) * xs.T @ (xs @ (phi - a * g1) - ys)
+        adapted = phi - a * g1 - a * g2
+        g_query = (2 / queries) * xq.T @ (xq @ adapted - yq)
+        step = np.eye(dim) - a * hessian
+        expected["pretrain"].append(g1.ravel())
+        expected["reptile"].append(a * (g1 + g2).ravel())
+        expected["first_order_maml"].append(g_query.ravel())
+        expected["maml"].append((step @ step @ g_query).ravel())
+    episodes = tf.data.Dataset.from_tensors((x, y))
+    result = keras_meta.analysis.update_directions(model, episodes, tasks, 2)
+    for name, vectors in expected.items():
+        norms = np.linalg.norm(vectors, axis=1)
+        assert result["norms"][name]["mean"] == pytest.approx(norms.mean())
+    u, v = np.asarray(expected["pretrain"]), np.asarray(expected["maml"])
+    cosines = (
+        np.sum(u * v, 1) / np.linalg.norm(u, axis=1) / np.linalg.norm(v, axis=1)
+    )
+    got = result["cosines"]["pretrain|maml"]
+    assert got["mean"] == pytest.approx(cosines.mean())
+    assert got["ci95"] == pytest.approx(1.96 * cosines.std() / np.sqrt(tasks))

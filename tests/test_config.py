@@ -20,7 +20,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 PARALLEL_TASKS = textwrap.dedent(
     """
     import os, sys
-    sys.path.insert(0, {repo!r})
+    sys.path[:0] = [{repo!r}, {repo!r} + "/tests"]
     import keras_meta
     import tensorflow as tf
 

@@ -16,7 +16,15 @@ import pytest
 pytestmark = pytest.mark.integration
 
 WORKER = pathlib.Path(__file__).with_name("distributed_worker.py")
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+REPO = WORKER.parent.parent
+# The worker imports this checkout's keras_meta, installed or not.
+ENV = {
+    **os.environ,
+    "TF_CPP_MIN_LOG_LEVEL": "3",
+    "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(REPO), os.environ.get("PYTHONPATH")])
+    ),
+}
 
 
 def start(mode, algorithm, out, env=ENV):

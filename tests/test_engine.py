@@ -7,6 +7,7 @@ Expected values come from numpy closed forms, never from keras_meta.
 
 import keras
 import numpy as np
+import numpy_reference as reference
 import pytest
 import tensorflow as tf
 
@@ -78,17 +79,8 @@ def test_a_new_algorithm_over_the_public_hooks_matches_fomaml():
 # -- learner losses and sample weights, by the closed form ------------------
 
 
-def linear_regression_tasks(tasks=3, shots=6, queries=5, dim=4):
-    support_x = RNG.normal(size=(tasks, shots, dim))
-    query_x = RNG.normal(size=(tasks, queries, dim))
-    true_w = RNG.normal(size=(tasks, dim, 1))
-    x = {
-        "support_x": support_x,
-        "support_y": support_x @ true_w
-        + 0.1 * RNG.normal(size=(tasks, shots, 1)),
-        "query_x": query_x,
-    }
-    return x, query_x @ true_w
+def linear_regression_tasks():
+    return reference.linear_regression_tasks(RNG)
 
 
 def closed_form(w, x, query_y, alpha, l2=0.0, weights=None):

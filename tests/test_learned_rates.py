@@ -3,6 +3,7 @@ hand-computed batch norm (numpy only), and their save, resume and export."""
 
 import keras
 import numpy as np
+import numpy_reference as reference
 import pytest
 import tensorflow as tf
 
@@ -13,16 +14,7 @@ RNG = np.random.default_rng(3)
 
 
 def linear_regression(tasks=3, shots=6, queries=5, dim=4):
-    support_x = RNG.normal(size=(tasks, shots, dim))
-    query_x = RNG.normal(size=(tasks, queries, dim))
-    true_w = RNG.normal(size=(tasks, dim, 1))
-    x = {
-        "support_x": support_x,
-        "support_y": support_x @ true_w
-        + 0.1 * RNG.normal(size=(tasks, shots, 1)),
-        "query_x": query_x,
-    }
-    return x, query_x @ true_w
+    return reference.linear_regression_tasks(RNG, tasks, shots, queries, dim)
 
 
 def meta_step(model, x, y, variables):
@@ -113,20 +105,6 @@ def numpy_mamlpp_loss(params, rates, x, y, loss_weights):
     return np.mean(losses)
 
 
-def finite_differences(fn, arrays, eps=1e-6):
-    grads = []
-    for i, array in enumerate(arrays):
-        grad = np.zeros_like(array)
-        for index in np.ndindex(array.shape):
-            up = [a.copy() for a in arrays]
-            down = [a.copy() for a in arrays]
-            up[i][index] += eps
-            down[i][index] -= eps
-            grad[index] = (fn(up) - fn(down)) / (2 * eps)
-        grads.append(grad)
-    return grads
-
-
 def regression_tasks(tasks=2, shots=5, queries=4):
     x, _ = linear_regression(tasks, shots, queries, dim=3)
     y = np.sin(x["query_x"].sum(-1, keepdims=True))
@@ -168,7 +146,7 @@ def test_mamlpp_meta_gradient_matches_finite_differences(
         )
     else:
         weights = np.array([0.0, 1.0])
-    expected = finite_differences(
+    expected = reference.finite_differences(
         lambda a: numpy_mamlpp_loss(a[:4], a[4], x, y, weights),
         params + [rates],
     )

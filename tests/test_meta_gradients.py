@@ -7,6 +7,7 @@ the step moves the initialisation by exactly minus the meta-gradient.
 
 import keras
 import numpy as np
+import numpy_reference as reference
 import pytest
 import tensorflow as tf
 
@@ -165,20 +166,6 @@ def numpy_meta_loss(params, x, query_y, alpha, steps, adapt_indices):
     return np.mean(losses)
 
 
-def finite_difference_gradient(fn, params, eps=1e-6):
-    grads = []
-    for i, p in enumerate(params):
-        g = np.zeros_like(p)
-        for idx in np.ndindex(p.shape):
-            shifted_up = [q.copy() for q in params]
-            shifted_down = [q.copy() for q in params]
-            shifted_up[i][idx] += eps
-            shifted_down[i][idx] -= eps
-            g[idx] = (fn(shifted_up) - fn(shifted_down)) / (2 * eps)
-        grads.append(g)
-    return grads
-
-
 def classification_tasks(tasks=2, ways=3, shots=2, queries=3, dim=4):
     support_y = np.tile(np.repeat(np.arange(ways), shots), (tasks, 1))
     query_y = np.tile(np.repeat(np.arange(ways), queries), (tasks, 1))
@@ -218,7 +205,7 @@ def test_meta_gradient_matches_finite_differences(
         model = keras_meta.ANIL(learner, inner_lr=alpha, inner_steps=steps)
     x, query_y = classification_tasks()
     params = [v.numpy().copy() for v in learner.trainable_variables]
-    expected = finite_difference_gradient(
+    expected = reference.finite_differences(
         lambda p: numpy_meta_loss(p, x, query_y, alpha, steps, adapt_indices),
         params,
     )

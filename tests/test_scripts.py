@@ -99,9 +99,15 @@ def check_run_folder(out, metric="accuracy"):
     return results, model
 
 
-def test_maml_script_end_to_end(tmp_path):
-    out = tmp_path / "run"
-    result = script("maml", *TINY, f"--output_dir={out}")
+@pytest.fixture(scope="module")
+def tiny_maml_run(tmp_path_factory):
+    """`train.maml` on TINY: (its folder, its completed process)."""
+    out = tmp_path_factory.mktemp("tiny") / "run"
+    return out, script("maml", *TINY, f"--output_dir={out}")
+
+
+def test_maml_script_end_to_end(tiny_maml_run):
+    out, result = tiny_maml_run
     assert "meta-test accuracy" in result.stdout
     assert "iteration 4:" in result.stdout
     results, model = check_run_folder(out)
@@ -139,30 +145,69 @@ def test_maml_script_end_to_end(tmp_path):
     assert {p: p.stat().st_mtime for p in out.rglob("*")} == before
 
 
+BAD_FLAGS = [
+    ("maml", ["--preset=maml_omniglot_7w1s"], "value should be one of"),
+    ("maml", ["--no_such_flag=3"], "Unknown command line flag"),
+    ("maml", ["--ways=-2"], "--ways"),
+    ("reptile", ["--first_order"], "--first_order applies to train.maml"),
+    ("anil", ["--preset=maml_omniglot_5w1s"], "is for train.maml"),
+    ("maml", ["--dataset=no_such_dataset_here"], "Unknown dataset"),
+    ("maml", ["--ways=5000", *TINY], "ways=5000 is more than"),
+    ("maml", ["--bn_mode=moving"], "value should be one of"),
+    ("maml", ["--inner_lr=0"], "--inner_lr must be positive"),
+    ("maml", ["--resume", "--overwrite"], "contradict"),
+    ("maml", ["--task_parallelism=two"], "neither a positive int"),
+    ("anil", ["--task_parallelism=0"], "must be at least 1"),
+]
+
+
+@pytest.fixture(scope="module")
+def bad_flag_runs(tmp_path_factory):
+    """Every BAD_FLAGS command, started at once (each mostly imports
+    TensorFlow), as `{index: (CompletedProcess-like, output folder)}`."""
+    root = tmp_path_factory.mktemp("bad_flags")
+    started = {}
+    for index, (algorithm, flags, _) in enumerate(BAD_FLAGS):
+        out = root / str(index) / "out"
+        out.parent.mkdir()
+        command = [
+            sys.executable,
+            "-m",
+            f"train.{algorithm}",
+            data_dir_flag(),
+            *flags,
+            f"--output_dir={out}",
+        ]
+        process = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        started[index] = (process, out)
+    finished = {}
+    for index, (process, out) in started.items():
+        stdout, stderr = process.communicate(timeout=600)
+        finished[index] = (
+            subprocess.CompletedProcess(
+                process.args, process.returncode, stdout, stderr
+            ),
+            out,
+        )
+    return finished
+
+
 @pytest.mark.parametrize(
-    "algorithm, flags, message",
-    [
-        ("maml", ["--preset=maml_omniglot_7w1s"], "value should be one of"),
-        ("maml", ["--no_such_flag=3"], "Unknown command line flag"),
-        ("maml", ["--ways=-2"], "--ways"),
-        ("reptile", ["--first_order"], "--first_order applies to train.maml"),
-        ("anil", ["--preset=maml_omniglot_5w1s"], "is for train.maml"),
-        ("maml", ["--dataset=no_such_dataset_here"], "Unknown dataset"),
-        ("maml", ["--ways=5000", *TINY], "ways=5000 is more than"),
-        ("maml", ["--bn_mode=moving"], "value should be one of"),
-        ("maml", ["--inner_lr=0"], "--inner_lr must be positive"),
-        ("maml", ["--resume", "--overwrite"], "contradict"),
-        ("maml", ["--task_parallelism=two"], "neither a positive int"),
-        ("anil", ["--task_parallelism=0"], "must be at least 1"),
-    ],
+    "index", range(len(BAD_FLAGS)), ids=[" ".join(f[1][:1]) for f in BAD_FLAGS]
 )
-def test_bad_flags_exit_2_with_a_message(tmp_path, algorithm, flags, message):
-    result = script(
-        algorithm, *flags, f"--output_dir={tmp_path / 'out'}", check=False
-    )
+def test_bad_flags_exit_2_with_a_message(bad_flag_runs, index):
+    result, out = bad_flag_runs[index]
+    message = BAD_FLAGS[index][2]
     assert result.returncode == 2, result.stderr[-2000:]
     assert message in result.stderr
-    assert not (tmp_path / "out").exists()  # nothing half-made
+    assert not out.exists()  # nothing half-made
 
 
 def test_settings_come_from_defaults_then_preset_then_flags():
@@ -307,8 +352,8 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, uninterrupted):
 # iteration 15 (its model file already in place) waits forever.
 PAUSE_IN_CHECKPOINT = """
 import contextlib, pathlib, time
-import keras_meta.callbacks as callbacks
-real = callbacks.atomic_path
+import keras_meta.checkpoints as checkpoints
+real = checkpoints.atomic_path
 @contextlib.contextmanager
 def paused(path, suffix=""):
     with real(path, suffix) as staged:
@@ -317,7 +362,7 @@ def paused(path, suffix=""):
         if '"iteration": 15' in text:
             pathlib.Path(path).with_name("PAUSED").write_text("")
             time.sleep(600)
-callbacks.atomic_path = paused
+checkpoints.atomic_path = paused
 """
 
 
@@ -408,10 +453,11 @@ COMPARE_EXTRA = " ".join(
 )
 
 
-def test_analyze_script(tmp_path):
-    out = tmp_path / "run"
-    script("maml", *TINY, f"--output_dir={out}")
-    done = run_module("train.analyze", f"--model={out}", "--tasks=8")
+def test_analyze_script(tmp_path, tiny_maml_run):
+    run, out = tiny_maml_run[0], tmp_path / "analysis"
+    done = run_module(
+        "train.analyze", f"--model={run}", "--tasks=8", f"--output_dir={out}"
+    )
     assert "NIL head" in done.stdout
     analysis = json.loads((out / "analysis.json").read_text())
     assert [r["layer"] for r in analysis["similarity"]][-1] == "head"
@@ -424,10 +470,11 @@ def test_analyze_script(tmp_path):
     assert missing.returncode == 2 and "no model.keras" in missing.stderr
 
 
-def compare(tmp_path, budget, extra):
+def compare(tmp_path, budget, extra, algorithms, names):
     run_module(
         "train.compare",
         f"--budget={budget}",
+        f"--algorithms={algorithms}",
         "--eval_tasks=20",
         f"--output_dir={tmp_path / 'cmp'}",
         data_dir_flag(),
@@ -435,15 +482,7 @@ def compare(tmp_path, budget, extra):
         timeout=3000,
     )
     result = json.loads((tmp_path / "cmp" / "compare.json").read_text())
-    names = [r["algorithm"] for r in result["rows"]]
-    assert names == [
-        "MAML",
-        "first-order MAML",
-        "ANIL",
-        "Reptile",
-        "Pretrain (fresh head)",
-        "Pretrain (NIL head)",
-    ]
+    assert [r["algorithm"] for r in result["rows"]] == names
     for row in result["rows"]:
         assert 0.0 <= row["accuracy"] <= 1.0 and row["ci95"] >= 0.0
     assert (tmp_path / "cmp" / "compare.md").read_text().count("| ") > 30
@@ -468,11 +507,31 @@ def compare(tmp_path, budget, extra):
 
 
 def test_compare_script_on_a_tiny_budget(tmp_path):
-    compare(tmp_path, 2, COMPARE_EXTRA)
+    # Reptile (its meta-step annealed over the run) and both Pretrain rows.
+    compare(
+        tmp_path,
+        2,
+        COMPARE_EXTRA,
+        "reptile,pretrain",
+        ["Reptile", "Pretrain (fresh head)", "Pretrain (NIL head)"],
+    )
 
 
 @pytest.mark.slow
 def test_compare_script_on_a_real_budget(tmp_path):
-    result = compare(tmp_path, 300, "--val_tasks=100")
+    result = compare(
+        tmp_path,
+        300,
+        "--val_tasks=100",
+        "maml,fomaml,anil,reptile,pretrain",
+        [
+            "MAML",
+            "first-order MAML",
+            "ANIL",
+            "Reptile",
+            "Pretrain (fresh head)",
+            "Pretrain (NIL head)",
+        ],
+    )
     rows = {r["algorithm"]: r for r in result["rows"]}
     assert rows["MAML"]["accuracy"] > 0.6  # chance is 0.2

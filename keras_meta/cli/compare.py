@@ -46,8 +46,9 @@ flags.DEFINE_integer(
 flags.DEFINE_list(
     "algorithms",
     "maml,fomaml,anil,reptile,pretrain",
-    "Rows to run, among: "
-    + ", ".join("maml fomaml anil reptile pretrain".split()),
+    "Rows to run, among: maml, fomaml, anil, reptile, pretrain, metasgd, "
+    "mamlpp, joint (the initialisation trained on the tasks' own loss, no "
+    "inner loop: the pre-training direction g1).",
 )
 flags.DEFINE_integer("eval_every", 250, "Iterations between validations.")
 flags.DEFINE_integer("val_tasks", 100, "Meta-validation tasks.")
@@ -61,15 +62,24 @@ flags.DEFINE_string(
     "extra", "", "More flags for every training script, e.g. '--filters=32'."
 )
 
-# name, script, first_order: the rows `--algorithms` can ask for.
+# name, script, first_order, flags over the preset: the rows
+# `--algorithms` can ask for.
 VARIANTS = {
-    "maml": ("MAML", "maml", False),
-    "fomaml": ("first-order MAML", "maml", True),
-    "anil": ("ANIL", "anil", False),
-    "reptile": ("Reptile", "reptile", False),
-    "pretrain": ("Pretrain (fresh head)", "pretrain", False),
-    "metasgd": ("Meta-SGD", "metasgd", False),
-    "mamlpp": ("MAML++", "mamlpp", False),
+    "maml": ("MAML", "maml", False, ()),
+    "fomaml": ("first-order MAML", "maml", True, ()),
+    "anil": ("ANIL", "anil", False, ()),
+    "reptile": ("Reptile", "reptile", False, ()),
+    "pretrain": ("Pretrain (fresh head)", "pretrain", False, ()),
+    "metasgd": ("Meta-SGD", "metasgd", False, ()),
+    "mamlpp": ("MAML++", "mamlpp", False, ()),
+    # MAML's settings, trained without the inner loop: the initialisation
+    # that is best on the tasks now, adapted at test time like MAML's.
+    "joint": (
+        "Pretrain on tasks (no inner loop)",
+        "maml",
+        False,
+        ("--inner_steps=0",),
+    ),
 }
 
 
@@ -93,7 +103,7 @@ def extra_flags(script):
 
 def row_command(key, run_dir):
     """The training command of one row, and the preset it uses (or None)."""
-    _, script, first_order = VARIANTS[key]
+    _, script, first_order, variant_flags = VARIANTS[key]
     preset = presets.find(
         script, FLAGS.dataset, FLAGS.ways, FLAGS.shots, first_order
     )
@@ -124,6 +134,7 @@ def row_command(key, run_dir):
         f"--seed={FLAGS.seed}",
         f"--output_dir={run_dir}",
         "--verbose=2",
+        *variant_flags,
         *extra_flags(script),
     ]
     if FLAGS.data_dir:
@@ -170,7 +181,11 @@ def nil_row(run_dir, config, num_tasks):
 def make_rows(runs):
     rows = []
     for key, (run_dir, result, preset) in runs.items():
-        paper = presets.PRESETS[preset]["paper"] if preset else None
+        paper = (
+            presets.PRESETS[preset]["paper"]
+            if preset and not VARIANTS[key][3]
+            else None
+        )
         rows.append(
             {
                 "algorithm": VARIANTS[key][0],

@@ -26,7 +26,6 @@ def make_data(config, split, episodic=True, start=0):
     """Episodes of a split (`train`/`val`/`test`), or plain batches."""
     import keras_meta
 
-    seed = config.seed + {"train": 0, "val": 1, "test": 2}[split]
     training = split == "train"
     common = dict(
         ways=config.ways,
@@ -35,58 +34,58 @@ def make_data(config, split, episodic=True, start=0):
         else config.shots,
         queries=config.queries if training else config.eval_queries,
         meta_batch=config.meta_batch if training else EVAL_META_BATCH,
-        seed=seed,
+        seed=config.seed + {"train": 0, "val": 1, "test": 2}[split],
         start=start,
     )
-    dataset = config.dataset
-    if dataset == "sinusoid":
+    if config.dataset == "sinusoid":
         common.pop("ways")
         return keras_meta.data.sinusoid(**common)
-    extra = dict(episodic=episodic, batch_size=config.batch_size)
-    if dataset == "omniglot":
+    common.update(episodic=episodic, batch_size=config.batch_size)
+    if config.dataset == "omniglot":
         return keras_meta.data.omniglot(
             split,
             data_dir=config.data_dir,
             image_size=config.image_size or 28,
             **common,
-            **extra,
         )
-    if dataset == "mini_imagenet":
+    if config.dataset == "mini_imagenet":
         return keras_meta.data.mini_imagenet(
             split,
             data_dir=config.data_dir,
             manual_dir=config.manual_dir,
             image_size=config.image_size,
             **common,
-            **extra,
         )
-    if os.path.isdir(dataset):
-        from keras_meta.data.images import list_directory
+    return other_images(config, split, common)
 
-        _, _, names = list_directory(dataset)
+
+def other_images(config, split, common):
+    """A folder of class folders or a TFDS dataset, its classes split
+    64/16/20 % into train/val/test."""
+    import keras_meta
+    from keras_meta.data.images import list_directory, tfds_builder
+
+    if os.path.isdir(config.dataset):
+        _, _, names = list_directory(config.dataset)
         return keras_meta.data.from_directory(
-            dataset,
+            config.dataset,
             classes=class_partition(len(names), split),
             image_size=config.image_size,
             **common,
-            **extra,
         )
-    from keras_meta.data.images import tfds_builder
-
     try:
-        builder = tfds_builder(dataset, config.data_dir)
+        builder = tfds_builder(config.dataset, config.data_dir)
     except ValueError as e:
         raise UnknownDataset(
-            f"Unknown dataset {dataset!r}: not omniglot, mini_imagenet, "
-            f"sinusoid, a folder, or a TFDS dataset ({e})"
+            f"Unknown dataset {config.dataset!r}: not omniglot, "
+            f"mini_imagenet, sinusoid, a folder, or a TFDS dataset ({e})"
         ) from e
     num_classes = builder.info.features["label"].num_classes
     return keras_meta.data.from_tfds(
-        dataset,
+        config.dataset,
         split="train",
         data_dir=config.data_dir,
         image_size=config.image_size,
         classes=class_partition(num_classes, split),
         **common,
-        **extra,
     )

@@ -158,7 +158,9 @@ def train_paths(data):
 def first_directions(models, data):
     """The three methods' first update directions at START, averaged over
     the first meta-batch (`keras_meta.analysis.update_directions`' parts)."""
-    from keras_meta.analysis import _directions_function
+    from keras_meta.analysis.directions import (
+        directions_function as _directions_function,
+    )
 
     model = models["maml"]
     model.learner.layers[0].kernel.assign(np.asarray(START, "float32")[:, None])

@@ -40,6 +40,11 @@ def define(algorithm, defaults):
             )
         else:
             flags.DEFINE_string(name, default, help_text)
+    define_steering(algorithm)
+
+
+def define_steering(algorithm):
+    """The flags that steer a run rather than define it."""
     ours = [p for p, v in PRESETS.items() if v["algorithm"] == algorithm]
     flags.DEFINE_enum(
         "preset",
@@ -104,10 +109,18 @@ def given():
     }
 
 
+HELP_FLAGS = ("-h", "-?", "--help", "--helpshort", "--helpfull", "--helpxml")
+
+
 def parse_with_exit_2(argv):
-    """absl's flag parsing, but a bad flag exits with code 2 (usage)."""
+    """absl's flag parsing, but a bad flag exits with code 2 (usage) and a
+    help flag with 0 (absl's own help flags exit 1)."""
     try:
         return FLAGS(argv)
+    except SystemExit as e:
+        if e.code == 1 and any(arg in HELP_FLAGS for arg in argv[1:]):
+            sys.exit(0)
+        raise
     except flags.Error as e:
         print(f"error: {e}", file=sys.stderr)
         print(

@@ -70,6 +70,36 @@ def check_finite(model):
             )
 
 
+def steps_curve(model, test, config, folder, name, metric):
+    """Test score after 0..10 adaptation steps (`curve_tasks` tasks each),
+    drawn with the learning curve; returns the 11 `FewShotResult`s."""
+    steps = list(range(MAX_CURVE_STEPS + 1))
+    curve = [
+        keras_meta.evaluate_few_shot(
+            model, test, config.curve_tasks, inner_steps=k
+        )
+        for k in steps
+    ]
+    plots.score_by_steps(
+        steps,
+        [r.mean for r in curve],
+        [r.ci95 for r in curve],
+        folder.path / "accuracy_vs_steps.png",
+        metric=metric,
+        title=f"{name}: test {metric} against steps",
+    )
+    history = plots.read_history(folder.history)
+    if "iteration" in history:
+        plots.learning_curve(
+            history,
+            history["iteration"],
+            folder.path / "learning_curve.png",
+            metric="accuracy" if metric == "accuracy" else "loss",
+            title=name,
+        )
+    return curve
+
+
 def evaluate_and_write(model, config, folder, name, wall_start, training):
     """Tests `model` on `eval_tasks` meta-test tasks and on `curve_tasks`
     tasks for 0..10 steps, then writes the model, SavedModel, plots and
@@ -85,30 +115,7 @@ def evaluate_and_write(model, config, folder, name, wall_start, training):
     ways = None if config.dataset == "sinusoid" else config.ways
     print(f"meta-test {result.describe(ways, config.shots)}")
 
-    steps = list(range(MAX_CURVE_STEPS + 1))
-    curve = [
-        keras_meta.evaluate_few_shot(
-            model, test, config.curve_tasks, inner_steps=k
-        )
-        for k in steps
-    ]
-    plots.score_by_steps(
-        steps,
-        [r.mean for r in curve],
-        [r.ci95 for r in curve],
-        folder.path / "accuracy_vs_steps.png",
-        metric=result.metric,
-        title=f"{name}: test {result.metric} against steps",
-    )
-    history = plots.read_history(folder.history)
-    if "iteration" in history:
-        plots.learning_curve(
-            history,
-            history["iteration"],
-            folder.path / "learning_curve.png",
-            metric="accuracy" if result.metric == "accuracy" else "loss",
-            title=name,
-        )
+    curve = steps_curve(model, test, config, folder, name, result.metric)
     model.save(folder.model_file)
     model.export(folder.saved_model)
     results = {
@@ -122,7 +129,7 @@ def evaluate_and_write(model, config, folder, name, wall_start, training):
         },
         "test_by_steps": [
             {"steps": k, "mean": r.mean, "ci95": r.ci95}
-            for k, r in zip(steps, curve)
+            for k, r in enumerate(curve)
         ],
         "bn_mode": result.bn_mode,
         "num_test_tasks": result.num_tasks,

@@ -69,4 +69,11 @@ def default_data_dir():
     if "TFDS_DATA_DIR" in os.environ:
         return None
     shared = REPO.parent / "shared" / "data" / "tfds"
-    return str(shared) if shared.is_dir() else None
+    if not shared.is_dir():
+        return None
+    # Relative to the working directory when it can be, so that the run's
+    # config.json names no machine's absolute path.
+    try:
+        return os.path.relpath(shared)
+    except ValueError:  # another drive on Windows
+        return str(shared)

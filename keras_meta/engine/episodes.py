@@ -245,6 +245,26 @@ def _leading(shape, n):
     return tf.concat([shape, tf.fill([n], -1)], axis=0)[:n]
 
 
+def _task_label_checks(support_y, support_x, spec):
+    """In-graph checks of ONE task's labels: rank, count, values."""
+    labels_rank = 1 + (0 if spec.num_classes else len(spec.output_shape))
+    labels_ok = tf.equal(tf.rank(support_y), labels_rank)
+    counts_ok = labels_ok & tf.equal(
+        _leading(tf.shape(support_y), 1)[0], _leading(tf.shape(support_x), 1)[0]
+    )
+    checks = [
+        _check(
+            counts_ok,
+            "support_y must have one label per example of support_x; "
+            "the shapes of support_y and support_x are",
+            [tf.shape(support_y), tf.shape(support_x)],
+        )
+    ]
+    if spec.num_classes is not None:
+        checks += _label_checks("support_y", support_y, spec.num_classes)
+    return checks
+
+
 def unpack_task(support_x, support_y, query_x, spec):
     """Checks ONE task (no task axis) for `adapt` and the SavedModel's
     serving function; returns the three tensors, labels as int32 and inputs
@@ -285,21 +305,7 @@ def unpack_task(support_x, support_y, query_x, spec):
                 [tf.shape(x)],
             )
         )
-    labels_rank = 1 + (0 if spec.num_classes else len(spec.output_shape))
-    labels_ok = tf.equal(tf.rank(support_y), labels_rank)
-    counts_ok = labels_ok & tf.equal(
-        _leading(tf.shape(support_y), 1)[0], _leading(tf.shape(support_x), 1)[0]
-    )
-    checks.append(
-        _check(
-            counts_ok,
-            "support_y must have one label per example of support_x; "
-            "the shapes of support_y and support_x are",
-            [tf.shape(support_y), tf.shape(support_x)],
-        )
-    )
-    if spec.num_classes is not None:
-        checks += _label_checks("support_y", support_y, spec.num_classes)
+    checks += _task_label_checks(support_y, support_x, spec)
     support_x, support_y, query_x = _with_checks(
         [support_x, support_y, query_x], [c for c in checks if c is not None]
     )

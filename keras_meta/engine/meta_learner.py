@@ -40,55 +40,33 @@ carried through a task's calls and, after each meta-update, set to their
 mean over the tasks: they serve only the bare learner in inference mode.
 """
 
-import os
-
 import keras
 import tensorflow as tf
 
 from keras_meta import inner_loop
-from keras_meta.atomic import atomic_path
-from keras_meta.checks import check_count, check_rate
+from keras_meta.checks import check_count, check_learner, check_rate
 from keras_meta.engine import distribute, episodes, serving
+from keras_meta.engine.inputs import EpisodeInputs
+from keras_meta.engine.learner_calls import LearnerCalls
+from keras_meta.engine.single_task import SingleTask
 from keras_meta.engine.tasks import (
-    Task,
     TaskUpdate,
     map_tasks,
-    per_example_loss,
 )
 from keras_meta.learner_parts import BatchNormStatistics
 
 BN_MODES = ("transductive", "non_transductive")
 
 
-def check_learner(learner):
-    """Raises a clear error unless `learner` is a built Keras model with
-    trainable variables and a single input and output."""
-    if not isinstance(learner, keras.Model):
-        raise TypeError(
-            "learner must be a keras.Model (Sequential or functional), got "
-            f"{type(learner).__name__}."
-        )
-    if not learner.built:
-        raise ValueError(
-            "The learner is not built, so its weights do not exist yet: give "
-            "it an input shape (`keras.Input(shape)` as its first layer) or "
-            "call `learner.build(input_shape)` before wrapping it."
-        )
-    if not learner.trainable_variables:
-        raise ValueError(
-            f"The learner {learner.name!r} has no trainable variables, so "
-            "there is nothing to adapt or meta-learn. Unfreeze it "
-            "(`learner.trainable = True`) or give it trainable layers."
-        )
-    if len(learner.inputs or [None]) != 1 or len(learner.outputs or [0]) != 1:
-        raise ValueError(
-            "The learner must have exactly one input and one output; got "
-            f"{len(learner.inputs)} inputs and {len(learner.outputs)} outputs."
-        )
-
-
 @keras.saving.register_keras_serializable(package="keras_meta")
-class MetaLearner(distribute.KerasIssue20585, keras.Model):
+class MetaLearner(
+    distribute.KerasIssue20585,
+    EpisodeInputs,
+    LearnerCalls,
+    SingleTask,
+    serving.Saving,
+    keras.Model,
+):
     """Base class: a meta-learner over a wrapped Keras `learner`.
 
     Args:
@@ -250,112 +228,6 @@ class MetaLearner(distribute.KerasIssue20585, keras.Model):
         del values
         return mean_update
 
-    # -- building blocks for the hooks ------------------------------------
-
-    def weights_and_state(self):
-        """Current values of the learner's trainable variables and of
-        `state_variables`."""
-        return (
-            [tf.convert_to_tensor(v) for v in self.learner.trainable_variables],
-            [tf.convert_to_tensor(v) for v in self.state_variables],
-        )
-
-    def forward(self, weights, state, x, training=True):
-        """The learner with fast `weights` on a batch `x [B, ...]`:
-        `(predictions, new state, regularisation losses)`. `state` is a
-        `state_variables`-aligned list, of which the learner's part is used
-        and updated; it is never differentiated."""
-        own = len(self.learner.non_trainable_variables)
-        y_pred, learner_state, losses = self.learner.stateless_call(
-            weights, state[:own], x, training=training, return_losses=True
-        )
-        state = [tf.stop_gradient(s) for s in learner_state] + list(state[own:])
-        return y_pred, state, losses
-
-    @property
-    def loss_values(self):
-        """`fn(y_true, y_pred) -> [n]`: the compiled loss, per example."""
-        if (
-            getattr(self, "_loss_source", None) is not self.loss
-            or self.loss is None
-        ):
-            self._loss_values = per_example_loss(self.loss)
-            self._loss_source = self.loss
-        return self._loss_values
-
-    def task_loss(self, y_true, y_pred, sample_weight=None, learner_losses=()):
-        """Mean of the compiled loss over a task's examples (weighted), plus
-        the learner's regularisation losses."""
-        values = self.loss_values(y_true, y_pred)
-        if sample_weight is not None:
-            values = values * tf.cast(sample_weight, values.dtype)
-        loss = keras.ops.mean(values)
-        for extra in learner_losses:
-            loss = loss + tf.cast(extra, loss.dtype)
-        return loss
-
-    def support_loss(self, task):
-        """`fn(weights, state, step) -> (loss, state)` on `task`'s support
-        set: the inner loop's objective."""
-
-        def loss(weights, state, step):
-            y_pred, state, losses = self.forward(weights, state, task.support_x)
-            return self.task_loss(task.support_y, y_pred, None, losses), state
-
-        return loss
-
-    def query_loss(self, task, y_pred, learner_losses=()):
-        """`task`'s query loss for predictions `y_pred`: the meta-loss."""
-        return self.task_loss(
-            task.query_y, y_pred, task.sample_weight, learner_losses
-        )
-
-    # -- episodes in ------------------------------------------------------
-
-    def episode(self, x, y=None, sample_weight=None):
-        """Checks an episode batch (`keras_meta.engine.episodes`)."""
-        return episodes.unpack(
-            x, y, sample_weight, self.learner_spec, type(self).__name__
-        )
-
-    def _check_first_batch(self, x, y=None, sample_weight=None):
-        """Checks the first batch of what `fit`/`evaluate`/`predict` got,
-        eagerly, so that a bad dataset fails before any tracing; keeps it to
-        build the compiled metrics from under tf.distribute."""
-        if isinstance(x, tf.data.Dataset):
-            for batch in x.take(1):
-                x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(
-                    batch
-                )
-                break
-            else:
-                return
-        if isinstance(x, dict):
-            self.episode(x, y, sample_weight)
-            self.remember_sample((x, y))
-
-    def fit(self, x=None, y=None, *args, **kwargs):
-        if isinstance(x, tf.data.Dataset):
-            kwargs.setdefault("shuffle", False)  # episodes are random already
-        self._check_first_batch(x, y, kwargs.get("sample_weight"))
-        if self.optimizer is not None and not self.optimizer.built:
-            # Slots in `trainable_variables` order, as `load_model` builds
-            # them, whatever order `meta_variables` lists.
-            with self.distribute_strategy.scope():
-                self.optimizer.build(self.trainable_variables)
-        validation = kwargs.get("validation_data")
-        if isinstance(validation, tf.data.Dataset):
-            self._check_first_batch(validation)
-        return super().fit(x, y, *args, **kwargs)
-
-    def evaluate(self, x=None, y=None, *args, **kwargs):
-        self._check_first_batch(x, y, kwargs.get("sample_weight"))
-        return super().evaluate(x, y, *args, **kwargs)
-
-    def predict(self, x, *args, **kwargs):
-        self._check_first_batch(x)
-        return super().predict(x, *args, **kwargs)
-
     # -- Keras steps --------------------------------------------------------
 
     def prediction_spec(self, query_x):
@@ -488,94 +360,6 @@ class MetaLearner(distribute.KerasIssue20585, keras.Model):
         """Adapted query predictions `[T, Q, ...]`."""
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         return self(x, training=False)
-
-    # -- one task -----------------------------------------------------------
-
-    def _one_task(self, support_x, support_y, query_x):
-        support_x, support_y, query_x = episodes.unpack_task(
-            support_x, support_y, query_x, self.learner_spec
-        )
-        return Task(support_x, support_y, query_x)
-
-    def adapt(self, support_x, support_y, steps=None):
-        """Adapts the learner to ONE task (no task axis): `support_x [S,
-        ...]`, `support_y [S(, d)]`, `steps` default `eval_inner_steps`.
-
-        Returns the adapted weights, a list of tensors aligned with
-        `learner.trainable_variables` (the learner itself is unchanged);
-        `adapted_learner` gives a ready Keras model instead.
-        """
-        steps = self.eval_inner_steps if steps is None else steps
-        task = self._one_task(support_x, support_y, support_x)
-        weights, state = self.weights_and_state()
-        adapted, _ = self.adapt_task(
-            weights, state, task, check_count(steps, "steps"), False
-        )
-        return adapted
-
-    def adapted_learner(self, support_x, support_y, steps=None):
-        """A copy of the learner adapted to ONE task: its weights are
-        `adapt`'s and its batch-norm moving statistics those of the support
-        set, so `model(x)` (inference mode) classifies each example alone,
-        the non-transductive protocol; `model(x, training=True)` normalises
-        with the batch's own statistics, the transductive one."""
-        adapted = self.adapt(support_x, support_y, steps)
-        state = [
-            tf.convert_to_tensor(v)
-            for v in self.learner.non_trainable_variables
-        ]
-        support_x = tf.convert_to_tensor(support_x)
-        statistics = self._batch_norm.of(
-            self.learner, adapted, state, support_x
-        )
-        clone = keras.models.clone_model(self.learner)
-        for variable, value in zip(clone.trainable_variables, adapted):
-            variable.assign(value)
-        for variable, value in zip(clone.non_trainable_variables, statistics):
-            variable.assign(value)
-        return clone
-
-    def adapted_task_predictions(
-        self, support_x, support_y, query_x, steps, bn_mode
-    ):
-        """Query predictions `[Q, ...]` of ONE task (the serving function)."""
-        weights, state = self.weights_and_state()
-        task = Task(support_x, support_y, query_x)
-        return self.predict_task(
-            weights, state, task, steps, transductive=bn_mode == "transductive"
-        )[0]
-
-    # -- saving and deployment ------------------------------------------------
-
-    def save(self, filepath, overwrite=True, **kwargs):
-        """`keras.Model.save`, written atomically (temporary file, rename)."""
-        filepath = os.fspath(filepath)
-        if not filepath.endswith(".keras"):
-            return super().save(filepath, overwrite=overwrite, **kwargs)
-        if os.path.exists(filepath) and not overwrite:
-            raise ValueError(f"{filepath} exists and overwrite=False.")
-        with atomic_path(filepath, suffix=".keras") as staged:
-            super().save(staged, **kwargs)
-
-    def export(
-        self,
-        filepath,
-        format="tf_saved_model",
-        verbose=False,
-        steps=None,
-        **kwargs,
-    ):
-        """Writes a SavedModel whose serving signature adapts to ONE task
-        with `steps` inner steps (default `eval_inner_steps`) and predicts
-        its queries (`keras_meta.engine.serving`). Loads with
-        `tf.saved_model.load` alone, without keras_meta."""
-        if format != "tf_saved_model":
-            raise ValueError(
-                f"{type(self).__name__}.export writes format="
-                f"'tf_saved_model' only, got format={format!r}."
-            )
-        steps = self.eval_inner_steps if steps is None else steps
-        serving.export(self, filepath, check_count(steps, "steps"), verbose)
 
     def get_config(self):
         return {

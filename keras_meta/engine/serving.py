@@ -10,10 +10,13 @@ range and count, empty sets. A bad request gets an `InvalidArgumentError`
 that says what is wrong; none can reach, and crash, a kernel.
 """
 
+import os
+
 import keras
 import tensorflow as tf
 
 from keras_meta.atomic import atomic_path
+from keras_meta.checks import check_count
 from keras_meta.engine import episodes
 
 
@@ -63,3 +66,38 @@ def export(model, filepath, steps, verbose=False):
     )
     with atomic_path(filepath) as staged:
         archive.write_out(staged, verbose=verbose)
+
+
+class Saving:
+    """`save` written atomically and `export` as the SavedModel above (a
+    mixin of `MetaLearner`)."""
+
+    def save(self, filepath, overwrite=True, **kwargs):
+        """`keras.Model.save`, written atomically (temporary file, rename)."""
+        filepath = os.fspath(filepath)
+        if not filepath.endswith(".keras"):
+            return super().save(filepath, overwrite=overwrite, **kwargs)
+        if os.path.exists(filepath) and not overwrite:
+            raise ValueError(f"{filepath} exists and overwrite=False.")
+        with atomic_path(filepath, suffix=".keras") as staged:
+            super().save(staged, **kwargs)
+
+    def export(
+        self,
+        filepath,
+        format="tf_saved_model",
+        verbose=False,
+        steps=None,
+        **kwargs,
+    ):
+        """Writes a SavedModel whose serving signature adapts to ONE task
+        with `steps` inner steps (default `eval_inner_steps`) and predicts
+        its queries (`keras_meta.engine.serving`). Loads with
+        `tf.saved_model.load` alone, without keras_meta."""
+        if format != "tf_saved_model":
+            raise ValueError(
+                f"{type(self).__name__}.export writes format="
+                f"'tf_saved_model' only, got format={format!r}."
+            )
+        steps = self.eval_inner_steps if steps is None else steps
+        export(self, filepath, check_count(steps, "steps"), verbose)

@@ -1,0 +1,32 @@
+"""Independent numpy references the tests check keras_meta against."""
+
+import numpy as np
+
+
+def linear_regression_tasks(rng, tasks=3, shots=6, queries=5, dim=4):
+    """Episodes of noisy linear regression tasks `y = x . w_t` (float64)."""
+    support_x = rng.normal(size=(tasks, shots, dim))
+    query_x = rng.normal(size=(tasks, queries, dim))
+    true_w = rng.normal(size=(tasks, dim, 1))
+    x = {
+        "support_x": support_x,
+        "support_y": support_x @ true_w
+        + 0.1 * rng.normal(size=(tasks, shots, 1)),
+        "query_x": query_x,
+    }
+    return x, query_x @ true_w
+
+
+def finite_differences(fn, arrays, eps=1e-6):
+    """Central differences of the scalar `fn(arrays)` for every entry."""
+    grads = []
+    for i, array in enumerate(arrays):
+        grad = np.zeros_like(array)
+        for index in np.ndindex(array.shape):
+            up = [a.copy() for a in arrays]
+            down = [a.copy() for a in arrays]
+            up[i][index] += eps
+            down[i][index] -= eps
+            grad[index] = (fn(up) - fn(down)) / (2 * eps)
+        grads.append(grad)
+    return grads
