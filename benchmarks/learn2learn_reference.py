@@ -52,14 +52,15 @@ def load_class(module="maml", name="MAML"):
     spec = importlib.util.find_spec("learn2learn")
     if spec is None:
         sys.exit("learn2learn is not installed in this interpreter.")
-    for name in ("learn2learn", "learn2learn.algorithms"):
-        package = types.ModuleType(name)
+    for package_name in ("learn2learn", "learn2learn.algorithms"):
+        package = types.ModuleType(package_name)
         package.__path__ = [
             os.path.join(
-                spec.submodule_search_locations[0], *name.split(".")[1:]
+                spec.submodule_search_locations[0],
+                *package_name.split(".")[1:],
             )
         ]
-        sys.modules[name] = package
+        sys.modules[package_name] = package
     return getattr(
         importlib.import_module(f"learn2learn.algorithms.{module}"), name
     )

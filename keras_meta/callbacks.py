@@ -151,7 +151,7 @@ class TimeBudget(keras.callbacks.Callback):
 class LearnedRates(keras.callbacks.Callback):
     """Writes a model's learned inner step sizes to TensorBoard after every
     epoch, so they can be watched as they move: the model's
-    `learned_rates()` (`{name: value}`; Meta-SGD: the mean rate of each
+    `learned_rate_summary()` (`{name: value}`; Meta-SGD: the mean rate of each
     weight; MAML++: each step's rate of each weight), as scalars against
     the iteration, under `log_dir`. Models without learned rates are
     skipped."""
@@ -162,8 +162,8 @@ class LearnedRates(keras.callbacks.Callback):
         self._writer = None
 
     def on_epoch_end(self, epoch, logs=None):
-        rates = getattr(self.model, "learned_rates", None)
-        if rates is None:
+        rates = getattr(self.model, "learned_rate_summary", None)
+        if not callable(rates):
             return
         import tensorflow as tf
 

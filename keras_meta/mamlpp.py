@@ -364,7 +364,7 @@ class MAMLPlusPlus(MetaLearner):
             inner_loop.zeros_for_none(grads, init + own), loss, y_pred, state
         )
 
-    def learned_rates(self):
+    def learned_rate_summary(self):
         """`{"inner_lr/step_<i>/<weight>": rate}`, for logging."""
         rates = self.inner_lrs.numpy()
         return {

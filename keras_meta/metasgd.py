@@ -77,7 +77,7 @@ class MetaSGD(MetaLearner):
             differentiable,
         )
 
-    def learned_rates(self):
+    def learned_rate_summary(self):
         """`{"inner_lr/<weight>": mean rate}`, for logging."""
         return {
             f"inner_lr/{v.path}": float(np.mean(rate.numpy()))

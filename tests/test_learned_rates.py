@@ -265,6 +265,17 @@ def conv_episodes(tasks=2, ways=3):
     return x, np.tile(np.repeat(np.arange(ways), 2), (tasks, 1))
 
 
+def logged_scalars(log_dir):
+    """`{tag: last value}` of the scalars in a TensorBoard log folder."""
+    values = {}
+    for path in sorted(log_dir.glob("events.out.tfevents.*")):
+        for record in tf.data.TFRecordDataset(str(path)):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                values[value.tag] = float(tf.make_ndarray(value.tensor))
+    return values
+
+
 @pytest.mark.parametrize("name", ["metasgd", "mamlpp"])
 def test_save_load_resume_and_export_keep_rates_and_statistics(tmp_path, name):
     def build():
@@ -284,7 +295,28 @@ def test_save_load_resume_and_export_keep_rates_and_statistics(tmp_path, name):
     model = build()
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     model.compile(optimizer="adam", loss=loss)
-    model.fit(x, y, batch_size=2, epochs=2, verbose=0)
+    logger = keras_meta.callbacks.LearnedRates(tmp_path / "rates")
+    model.fit(x, y, batch_size=2, epochs=2, verbose=0, callbacks=[logger])
+    # TensorBoard holds the rates after the last epoch: Meta-SGD each
+    # weight's mean rate, MAML++ each step's rate of each weight.
+    names = [v.path for v in model.learner.trainable_variables]
+    if name == "metasgd":
+        expected = {
+            f"inner_lr/{n}": np.mean(r.numpy())
+            for n, r in zip(names, model.inner_lrs)
+        }
+    else:
+        # Per-step batch-norm scale and offset are meta-learned, not adapted.
+        expected = {
+            f"inner_lr/step_{i}/{n}": model.inner_lrs.numpy()[i, j]
+            for i in range(2)
+            for j, n in enumerate(names)
+            if not n.endswith(("/gamma", "/beta"))
+        }
+    logged = logged_scalars(tmp_path / "rates")
+    assert logged.keys() == expected.keys()
+    for tag, value in expected.items():
+        assert logged[tag] == pytest.approx(value, rel=1e-6)
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
     for a, b in zip(model.weights, loaded.weights):
