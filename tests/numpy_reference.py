@@ -3,15 +3,16 @@
 import numpy as np
 
 
-def linear_regression_tasks(rng, tasks=3, shots=6, queries=5, dim=4):
-    """Episodes of noisy linear regression tasks `y = x . w_t` (float64)."""
+def linear_regression_tasks(rng, tasks=3, shots=6, queries=5, dim=4, noise=0.1):
+    """Episodes of noisy linear regression tasks `y = x . w_t` (float64):
+    `(x, query_y)`, support labels with Gaussian noise of std `noise`."""
     support_x = rng.normal(size=(tasks, shots, dim))
     query_x = rng.normal(size=(tasks, queries, dim))
     true_w = rng.normal(size=(tasks, dim, 1))
     x = {
         "support_x": support_x,
         "support_y": support_x @ true_w
-        + 0.1 * rng.normal(size=(tasks, shots, 1)),
+        + noise * rng.normal(size=(tasks, shots, 1)),
         "query_x": query_x,
     }
     return x, query_x @ true_w

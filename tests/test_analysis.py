@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import numpy_reference as reference
 import pytest
 import tensorflow as tf
 
@@ -138,18 +139,11 @@ def test_update_directions_match_their_closed_forms(float64):
     pre-training direction is g1, Reptile's phi - W = a (g1 + g2),
     first-order MAML's the query gradient at W, and MAML's (I - a H)^2
     times it, H the support Hessian (numpy)."""
-    rng = np.random.default_rng(5)
     tasks, shots, queries, dim, a = 6, 8, 7, 3, 0.07
-    support_x = rng.normal(size=(tasks, shots, dim))
-    query_x = rng.normal(size=(tasks, queries, dim))
-    true_w = rng.normal(size=(tasks, dim, 1))
-    x = {
-        "support_x": support_x,
-        "support_y": support_x @ true_w
-        + 0.3 * rng.normal(size=(tasks, shots, 1)),
-        "query_x": query_x,
-    }
-    y = query_x @ true_w
+    x, y = reference.linear_regression_tasks(
+        np.random.default_rng(5), tasks, shots, queries, dim, noise=0.3
+    )
+    support_x, query_x = x["support_x"], x["query_x"]
     learner = keras.Sequential(
         [keras.Input((dim,)), keras.layers.Dense(1, use_bias=False)]
     )

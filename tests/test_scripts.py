@@ -20,6 +20,7 @@ import keras_meta  # noqa: F401  (registers the classes load_model reads)
 pytestmark = pytest.mark.integration
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+CHILD_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 # Small Omniglot tasks and a small conv4.
 SMALL_OMNIGLOT = [
     "--filters=8",
@@ -53,7 +54,7 @@ def run_module(module, *flags, check=True, timeout=600, **kwargs):
         capture_output=True,
         text=True,
         cwd=REPO,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        env=CHILD_ENV,
         timeout=timeout,
         **kwargs,
     )
@@ -63,6 +64,18 @@ def run_module(module, *flags, check=True, timeout=600, **kwargs):
             f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
         )
     return result
+
+
+def in_background(command):
+    """`command` started from the repository, its output captured."""
+    return subprocess.Popen(
+        command,
+        cwd=REPO,
+        env=CHILD_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def script(algorithm, *flags, **kwargs):
@@ -178,15 +191,7 @@ def bad_flag_runs(tmp_path_factory):
             *flags,
             f"--output_dir={out}",
         ]
-        process = subprocess.Popen(
-            command,
-            cwd=REPO,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        started[index] = (process, out)
+        started[index] = (in_background(command), out)
     finished = {}
     for index, (process, out) in started.items():
         stdout, stderr = process.communicate(timeout=600)
@@ -280,14 +285,7 @@ def start(output_dir, prelude=None):
             f"train.main('maml', ['train.maml', *{flags!r}])"
         )
         command = [sys.executable, "-c", code]
-    return subprocess.Popen(
-        command,
-        cwd=REPO,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return in_background(command)
 
 
 def wait_for(condition, process, seconds=300):

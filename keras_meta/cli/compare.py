@@ -21,6 +21,7 @@ import pathlib
 import shlex
 import subprocess
 import sys
+import typing
 
 from absl import flags
 
@@ -62,23 +63,31 @@ flags.DEFINE_string(
     "extra", "", "More flags for every training script, e.g. '--filters=32'."
 )
 
-# name, script, first_order, flags over the preset: the rows
-# `--algorithms` can ask for.
+
+class Variant(typing.NamedTuple):
+    """A row `--algorithms` can ask for: its name in the table, the training
+    script, and what it sets over the script's preset."""
+
+    name: str
+    script: str
+    first_order: bool = False
+    flags: tuple = ()
+
+
 VARIANTS = {
-    "maml": ("MAML", "maml", False, ()),
-    "fomaml": ("first-order MAML", "maml", True, ()),
-    "anil": ("ANIL", "anil", False, ()),
-    "reptile": ("Reptile", "reptile", False, ()),
-    "pretrain": ("Pretrain (fresh head)", "pretrain", False, ()),
-    "metasgd": ("Meta-SGD", "metasgd", False, ()),
-    "mamlpp": ("MAML++", "mamlpp", False, ()),
+    "maml": Variant("MAML", "maml"),
+    "fomaml": Variant("first-order MAML", "maml", first_order=True),
+    "anil": Variant("ANIL", "anil"),
+    "reptile": Variant("Reptile", "reptile"),
+    "pretrain": Variant("Pretrain (fresh head)", "pretrain"),
+    "metasgd": Variant("Meta-SGD", "metasgd"),
+    "mamlpp": Variant("MAML++", "mamlpp"),
     # MAML's settings, trained without the inner loop: the initialisation
     # that is best on the tasks now, adapted at test time like MAML's.
-    "joint": (
+    "joint": Variant(
         "Pretrain on tasks (no inner loop)",
         "maml",
-        False,
-        ("--inner_steps=0",),
+        flags=("--inner_steps=0",),
     ),
 }
 
@@ -147,17 +156,17 @@ def train_row(key, run_dir):
     command, preset = row_command(key, run_dir)
     results = run_dir / "results.json"
     if FLAGS.resume and results.exists():
-        print(f"== {VARIANTS[key][0]}: reusing {run_dir}", flush=True)
+        print(f"== {VARIANTS[key].name}: reusing {run_dir}", flush=True)
         return json.loads(results.read_text()), preset
     if FLAGS.resume and (run_dir / "checkpoint" / "checkpoint.json").exists():
         command = [*command[:5], "--resume", f"--output_dir={run_dir}"]
     elif FLAGS.overwrite:
         command.append("--overwrite")
-    print(f"== {VARIANTS[key][0]}: {shlex.join(command[2:])}", flush=True)
+    print(f"== {VARIANTS[key].name}: {shlex.join(command[2:])}", flush=True)
     done = subprocess.run(command, check=False)
     if done.returncode:
         raise RuntimeError(
-            f"{VARIANTS[key][0]} failed (exit {done.returncode}); see above."
+            f"{VARIANTS[key].name} failed (exit {done.returncode}); see above."
         )
     return json.loads(results.read_text()), preset
 
@@ -183,12 +192,12 @@ def make_rows(runs):
     for key, (run_dir, result, preset) in runs.items():
         paper = (
             presets.PRESETS[preset]["paper"]
-            if preset and not VARIANTS[key][3]
+            if preset and not VARIANTS[key].flags
             else None
         )
         rows.append(
             {
-                "algorithm": VARIANTS[key][0],
+                "algorithm": VARIANTS[key].name,
                 "preset": preset,
                 "accuracy": result["test"]["mean"],
                 "ci95": result["test"]["ci95"],
@@ -260,7 +269,7 @@ def validation_curves(runs):
     for key, (run_dir, _, _) in runs.items():
         history = plots.read_history(run_dir / "history.csv")
         if "train_seconds" in history and "val_accuracy" in history:
-            curves[VARIANTS[key][0]] = (
+            curves[VARIANTS[key].name] = (
                 history["train_seconds"],
                 [100 * v for v in history["val_accuracy"]],
             )
