@@ -111,10 +111,13 @@ def bar_chart(
     _save(fig, path)
 
 
-def curves(steps, named_means, path, ylabel="test accuracy (%)", title=""):
-    """One line per name: score against adaptation steps."""
+def curves(named_means, path, ylabel="test accuracy (%)", title=""):
+    """One line per name: score against 0, 1, ... adaptation steps."""
     lines(
-        {name: (steps, means) for name, means in named_means.items()},
+        {
+            name: (list(range(len(means))), means)
+            for name, means in named_means.items()
+        },
         path,
         xlabel="adaptation steps at test time",
         ylabel=ylabel,
