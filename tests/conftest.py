@@ -46,3 +46,25 @@ def float64():
 def _fresh_keras_session():
     keras.utils.clear_session()
     yield
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    """Tests that share a module-scoped fixture form one `xdist_group`, so
+    that under `pytest -n 2 --dist loadgroup` (the README's command) they
+    run on one worker and the fixture (often a whole training run) is built
+    once."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        shared = sorted(
+            name
+            for name in info.names_closure
+            if any(
+                d.scope == "module" for d in info.name2fixturedefs.get(name, ())
+            )
+        )
+        if shared:
+            group = f"{item.module.__name__}:{'+'.join(shared)}"
+            item.add_marker(pytest.mark.xdist_group(group))

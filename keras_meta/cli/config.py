@@ -108,6 +108,12 @@ class RunConfig:
         "Meta-test tasks per point of the accuracy-against-steps plot.",
         lower=1,
     )
+    curve_steps: int = _field(
+        10,
+        "The accuracy-against-steps plot scores 0..curve_steps adaptation "
+        "steps (each a separate evaluation).",
+        lower=0,
+    )
     checkpoint_every: int = _field(
         500, "Iterations between checkpoints.", lower=1
     )

@@ -19,8 +19,6 @@ from keras_meta.cli.errors import TrainingFailed
 from keras_meta.cli.registry import ALGORITHMS
 from keras_meta.cli.runtime import REPO
 
-MAX_CURVE_STEPS = 10
-
 
 def git_revision():
     """`git describe` of the checkout the code runs from, or None."""
@@ -71,9 +69,10 @@ def check_finite(model):
 
 
 def steps_curve(model, test, config, folder, name, metric):
-    """Test score after 0..10 adaptation steps (`curve_tasks` tasks each),
-    drawn with the learning curve; returns the 11 `FewShotResult`s."""
-    steps = list(range(MAX_CURVE_STEPS + 1))
+    """Test score after 0..`curve_steps` adaptation steps (`curve_tasks`
+    tasks each), drawn with the learning curve; returns the
+    `FewShotResult`s."""
+    steps = list(range(config.curve_steps + 1))
     curve = [
         keras_meta.evaluate_few_shot(
             model, test, config.curve_tasks, inner_steps=k
@@ -102,8 +101,8 @@ def steps_curve(model, test, config, folder, name, metric):
 
 def evaluate_and_write(model, config, folder, name, wall_start, training):
     """Tests `model` on `eval_tasks` meta-test tasks and on `curve_tasks`
-    tasks for 0..10 steps, then writes the model, SavedModel, plots and
-    `results.json`. Returns the results dict."""
+    tasks for 0..`curve_steps` steps, then writes the model, SavedModel,
+    plots and `results.json`. Returns the results dict."""
     model, selected = select_model(model, config, folder)
     check_finite(model)
     test = datasets.make_data(config, "test")
