@@ -202,8 +202,10 @@ def adam_descent(
     learning_rate,
     beta2=0.999,
     epsilon=1e-8,
+    moments=None,
+    count=None,
 ):
-    """Runs `steps` steps of Adam with beta1 = 0, from a fresh Adam state.
+    """Runs `steps` steps of Adam with beta1 = 0.
 
     This is the inner optimizer of the Reptile paper (Nichol et al. 2018):
     with beta1 = 0 the first moment is the current gradient, so each step is
@@ -211,6 +213,11 @@ def adam_descent(
     running mean of squared gradients. Arguments and result are those of
     `gradient_descent`; the steps are never differentiable. Up to
     `MAX_UNROLLED_ADAM_STEPS` steps are unrolled (faster), more are looped.
+
+    Adam starts from a fresh state, unless `moments` (the second moments,
+    aligned with `weights`) and `count` (the steps they have seen, a scalar)
+    are given: then it continues from them and returns
+    `(weights, state, moments, count)`.
     """
     weights = list(weights)
     dtype = weights[0].dtype if weights else "float32"
@@ -231,13 +238,16 @@ def adam_descent(
             new_moments.append(v)
         return new_weights, new_moments, count, list(state)
 
+    fresh = moments is None
     carry = (
         weights,
-        [keras.ops.zeros_like(w) for w in weights],
-        tf.zeros([], dtype),
+        [keras.ops.zeros_like(w) for w in weights] if fresh else list(moments),
+        tf.zeros([], dtype) if fresh else tf.cast(count, dtype),
         list(state),
     )
-    weights, _, _, state = repeat_steps(
+    weights, moments, count, state = repeat_steps(
         step, carry, steps, unroll=steps <= MAX_UNROLLED_ADAM_STEPS
     )
-    return weights, state
+    if fresh:
+        return weights, state
+    return weights, state, moments, count

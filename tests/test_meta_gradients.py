@@ -219,14 +219,16 @@ def test_meta_gradient_matches_finite_differences(
 # -- Reptile --------------------------------------------------------------
 
 
-def numpy_reptile_weights(w, x, alpha, steps, optimizer):
-    """Per-task adapted weights of linear least squares, in numpy."""
-    adapted = []
+def numpy_reptile_weights(w, x, alpha, steps, optimizer, moment=None, count=0):
+    """Per-task adapted weights of linear least squares, in numpy, and
+    (Adam) each task's final second moment; Adam continues from `moment`
+    and `count` steps if given, else starts fresh."""
+    adapted, moments = [], []
     for xs, ys in zip(x["support_x"], x["support_y"]):
         n = len(xs)
-        v = np.zeros_like(w)
+        v = np.zeros_like(w) if moment is None else moment.copy()
         wt = w.copy()
-        for step in range(1, steps + 1):
+        for step in range(count + 1, count + steps + 1):
             g = (2 / n) * xs.T @ (xs @ wt - ys)
             if optimizer == "sgd":
                 wt = wt - alpha * g
@@ -235,7 +237,10 @@ def numpy_reptile_weights(w, x, alpha, steps, optimizer):
                 v_hat = v / (1 - 0.999**step)
                 wt = wt - alpha * g / (np.sqrt(v_hat) + 1e-8)
         adapted.append(wt)
-    return np.stack(adapted)
+        moments.append(v)
+    if moment is None and count == 0:
+        return np.stack(adapted)
+    return np.stack(adapted), np.stack(moments)
 
 
 @pytest.mark.parametrize(
@@ -267,6 +272,38 @@ def test_reptile_update_is_interpolation_towards_mean_adapted_weights(
     np.testing.assert_allclose(
         after[0], phi + eps * (mean_w - phi), rtol=1e-9, atol=1e-12
     )
+
+
+def test_reptile_shares_adams_state_across_tasks_and_iterations(float64):
+    """Each task starts from the stored Adam state; after the meta-update
+    it holds the tasks' mean second moment and `steps` more steps; a second
+    meta-update continues from it; evaluation leaves it alone."""
+    alpha, eps, steps = 0.05, 0.3, 3
+    model = keras_meta.Reptile(
+        linear_learner(4),
+        inner_lr=alpha,
+        inner_steps=steps,
+        inner_optimizer="adam",
+        shared_adam_state=True,
+    )
+    phi = model.learner.trainable_variables[0].numpy().copy()
+    moment, count = np.zeros_like(phi), 0
+    for _ in range(2):
+        episode = regression_tasks(tasks=4)
+        adapted, moments = numpy_reptile_weights(
+            phi, episode[0], alpha, steps, "adam", moment, count
+        )
+        _, after = meta_step(model, episode, learning_rate=eps)
+        phi = phi + eps * (adapted.mean(axis=0) - phi)
+        moment, count = moments.mean(axis=0), count + steps
+        np.testing.assert_allclose(after[0], phi, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(
+            model.adam_moments[0].numpy(), moment, rtol=1e-9, atol=1e-15
+        )
+        assert model.adam_count[0].numpy() == count
+    model.evaluate(*regression_tasks(tasks=4), verbose=0)
+    np.testing.assert_allclose(model.adam_moments[0].numpy(), moment)
+    assert model.adam_count[0].numpy() == count
 
 
 # -- adapt ------------------------------------------------------------------

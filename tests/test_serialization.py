@@ -28,8 +28,13 @@ MODELS = {
         small_conv(), inner_lr=0.3, first_order=True, eval_inner_steps=3
     ),
     "anil": lambda: keras_meta.ANIL(small_conv(), inner_lr=0.3, head_layers=1),
+    # With the shared Adam state, which the round trip must keep.
     "reptile": lambda: keras_meta.Reptile(
-        small_conv(), inner_lr=0.01, inner_optimizer="adam", inner_steps=3
+        small_conv(),
+        inner_lr=0.01,
+        inner_optimizer="adam",
+        inner_steps=3,
+        shared_adam_state=True,
     ),
     "pretrain": lambda: keras_meta.Pretrain(
         small_conv(6), ways=3, inner_lr=0.3, eval_inner_steps=4
@@ -69,6 +74,10 @@ def test_save_and_load_round_trip(tmp_path, name):
         type(layer) for layer in model.learner.layers
     ]
     for a, b in zip(model.learner.weights, loaded.learner.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    # The algorithm's own state too (Reptile's shared Adam moments).
+    assert len(model.weights) == len(loaded.weights)
+    for a, b in zip(model.weights, loaded.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     np.testing.assert_allclose(
         loaded.predict_on_batch(sample), expected, atol=1e-6, rtol=0

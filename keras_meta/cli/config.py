@@ -54,6 +54,12 @@ class RunConfig:
         lower=1,
         only=("reptile",),
     )
+    shared_adam_state: bool = _field(
+        True,
+        "Reptile with Adam: its second moments carry over from task to task "
+        "(the authors' code) instead of starting fresh for each task.",
+        only=("reptile",),
+    )
     head_layers: int = _field(
         1, "ANIL: layers the inner loop adapts.", lower=1, only=("anil",)
     )

@@ -158,10 +158,13 @@ PRESETS = {
     "reptile_omniglot_5w1s": dict(
         source="Reptile paper (Nichol et al. 2018), Table 2 (Reptile + "
         "transduction, Omniglot 5-way 1-shot, 97.68 +- 0.04%); the authors' "
-        "command for it (openai/supervised-reptile README): 15-shot "
-        "training tasks, 3 Adam steps (beta1 = 0) of 1e-3 on batches of 25, "
-        "meta-batch 10, meta-step 1 annealed to 0, 5 steps at test, strided "
-        "conv4 flattened before the head",
+        "command for it in openai/supervised-reptile's first README: "
+        "15-shot training tasks, 3 Adam steps (beta1 = 0, its state shared "
+        "across tasks) of 1e-3 on batches of 25, meta-batch 10, meta-step 1 "
+        "annealed to 0, 5 steps at test, strided conv4 flattened before the "
+        "head (the paper's Table 3 later gave simpler settings, 5 steps, "
+        "10 shots, meta-batch 5, 50 test steps, which its authors found "
+        "made little difference: supervised-reptile issue 10)",
         paper=97.68,
         algorithm="reptile",
         dataset="omniglot",

@@ -59,6 +59,7 @@ def _reptile(config, learner):
         learner,
         inner_optimizer=config.inner_optimizer,
         inner_batch_size=config.inner_batch_size,
+        shared_adam_state=config.shared_adam_state,
         **_common(config),
     )
 
