@@ -49,18 +49,19 @@ ALGORITHMS = ("maml", "fomaml", "anil", "reptile", "metasgd")
 def load_class(module="maml", name="MAML"):
     """`learn2learn.algorithms.<module>.<name>` (MAML, or MetaSGD from
     `meta_sgd`) without the package's __init__."""
-    spec = importlib.util.find_spec("learn2learn")
-    if spec is None:
-        sys.exit("learn2learn is not installed in this interpreter.")
-    for package_name in ("learn2learn", "learn2learn.algorithms"):
-        package = types.ModuleType(package_name)
-        package.__path__ = [
-            os.path.join(
-                spec.submodule_search_locations[0],
-                *package_name.split(".")[1:],
-            )
-        ]
-        sys.modules[package_name] = package
+    if "learn2learn.algorithms" not in sys.modules:  # the first call
+        spec = importlib.util.find_spec("learn2learn")
+        if spec is None:
+            sys.exit("learn2learn is not installed in this interpreter.")
+        for package_name in ("learn2learn", "learn2learn.algorithms"):
+            package = types.ModuleType(package_name)
+            package.__path__ = [
+                os.path.join(
+                    spec.submodule_search_locations[0],
+                    *package_name.split(".")[1:],
+                )
+            ]
+            sys.modules[package_name] = package
     return getattr(
         importlib.import_module(f"learn2learn.algorithms.{module}"), name
     )

@@ -299,7 +299,9 @@ def main():
         help="keras_meta.config.set_task_parallelism for the meta-learners, "
         "as the training scripts set it: auto (2 tasks at once, one thread "
         "per op, on a CPU-only host; Pretrain keeps 1) or an int; 1 is "
-        "TensorFlow's default threading",
+        "TensorFlow's default threading; default: nothing set, as in the "
+        "README's Example; inflight:N: N tasks in flight, TensorFlow's "
+        "threading untouched",
     )
     parser.add_argument(
         "--learn2learn_python",
@@ -329,8 +331,14 @@ def main():
 
         tasks = args.task_parallelism
         if tasks == "auto":
-            tasks = 1 if args.child[0] == "pretrain" else "auto"
-        config.set_task_parallelism(int(tasks) if tasks != "auto" else tasks)
+            tasks = "1" if args.child[0] == "pretrain" else "auto"
+        if tasks.startswith("inflight:"):
+            # N tasks in flight, TensorFlow's threading untouched.
+            config._task_parallelism = int(tasks.split(":")[1])
+        elif tasks != "default":  # default: what a bare Keras program gets
+            config.set_task_parallelism(
+                int(tasks) if tasks != "auto" else tasks
+            )
         import keras
 
         keras.config.set_dtype_policy(args.dtype_policy)
