@@ -333,8 +333,9 @@ def main():
         if tasks == "auto":
             tasks = "1" if args.child[0] == "pretrain" else "auto"
         if tasks.startswith("inflight:"):
-            # N tasks in flight, TensorFlow's threading untouched.
-            config._task_parallelism = int(tasks.split(":")[1])
+            config.set_task_parallelism(
+                int(tasks.split(":")[1]), threads_per_op=None
+            )
         elif tasks != "default":  # default: what a bare Keras program gets
             config.set_task_parallelism(
                 int(tasks) if tasks != "auto" else tasks

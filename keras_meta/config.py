@@ -36,7 +36,7 @@ def _has_accelerator():
     )
 
 
-def set_task_parallelism(tasks="auto"):
+def set_task_parallelism(tasks="auto", threads_per_op="auto"):
     """Runs `tasks` tasks of each meta-batch at once, sharing the CPU cores.
 
     On a host without GPU or TPU this also sets TensorFlow's intra-op thread
@@ -55,6 +55,9 @@ def set_task_parallelism(tasks="auto"):
             least 2 cores (the setting measured fastest on 2 cores), else 1.
             `1` restores the default (one task at a time, TensorFlow's
             threading).
+        threads_per_op: `"auto"` (the above), or None to leave TensorFlow's
+            threading as it is and change only the tasks in flight (safe
+            after TensorFlow has started; a lever the benchmarks measure).
 
     Returns:
         The number of tasks in flight now.
@@ -74,7 +77,11 @@ def set_task_parallelism(tasks="auto"):
         )
     if tasks < 1:
         raise ValueError(f"tasks must be at least 1, got {tasks}.")
-    if not accelerator:
+    if threads_per_op not in ("auto", None):
+        raise ValueError(
+            f'threads_per_op must be "auto" or None, got {threads_per_op!r}.'
+        )
+    if not accelerator and threads_per_op == "auto":
         # 0 is TensorFlow's "let it choose": every core for every op.
         threads = 0 if tasks == 1 else max(1, cores // tasks)
         if tf.config.threading.get_intra_op_parallelism_threads() != threads:

@@ -210,14 +210,13 @@ def adam_descent(
     This is the inner optimizer of the Reptile paper (Nichol et al. 2018):
     with beta1 = 0 the first moment is the current gradient, so each step is
     `w <- w - lr * g / (sqrt(v_hat) + eps)`, `v_hat` being the bias-corrected
-    running mean of squared gradients. Arguments and result are those of
+    running mean of squared gradients. Arguments are those of
     `gradient_descent`; the steps are never differentiable. Up to
     `MAX_UNROLLED_ADAM_STEPS` steps are unrolled (faster), more are looped.
 
-    Adam starts from a fresh state, unless `moments` (the second moments,
-    aligned with `weights`) and `count` (the steps they have seen, a scalar)
-    are given: then it continues from them and returns
-    `(weights, state, moments, count)`.
+    Adam continues from `moments` (second moments aligned with `weights`)
+    and `count` (the steps they have seen, a scalar), or starts fresh if
+    they are None. Returns `(weights, state, moments, count)`.
     """
     weights = list(weights)
     dtype = weights[0].dtype if weights else "float32"
@@ -248,6 +247,4 @@ def adam_descent(
     weights, moments, count, state = repeat_steps(
         step, carry, steps, unroll=steps <= MAX_UNROLLED_ADAM_STEPS
     )
-    if fresh:
-        return weights, state
     return weights, state, moments, count

@@ -7,7 +7,24 @@ for a sub-model, so any algorithm can adapt part of a learner.
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
+
+
+def add_weight_holding(model, value, name, dtype, trainable=True):
+    """A new weight of `model` that starts as `value` (and has its shape):
+    an algorithm's own variables, such as a learned rate or a copy per inner
+    step of a learner variable."""
+    value = np.asarray(value)
+    weight = model.add_weight(
+        shape=value.shape,
+        initializer="zeros",
+        name=name,
+        trainable=trainable,
+        dtype=dtype,
+    )
+    weight.assign(value)
+    return weight
 
 
 def take(values, indices):

@@ -8,7 +8,7 @@ import tensorflow as tf
 from keras_meta import inner_loop
 from keras_meta.checks import check_bool, check_count
 from keras_meta.engine import MetaLearner, TaskUpdate
-from keras_meta.learner_parts import put, take
+from keras_meta.learner_parts import add_weight_holding, put, take
 from keras_meta.per_step_batch_norm import PerStepBatchNorm
 
 MIN_NON_FINAL_WEIGHT = 0.03  # times 1 / steps, as the authors' code
@@ -103,14 +103,13 @@ class MAMLPlusPlus(PerStepBatchNorm, MetaLearner):
             first_order_iterations, "first_order_iterations"
         )
         variables = learner.trainable_variables
-        self.inner_lrs = self.add_weight(
-            shape=(self.inner_steps, len(variables)),
-            initializer="zeros",
-            name="inner_lrs",
+        self.inner_lrs = add_weight_holding(
+            self,
+            np.full((self.inner_steps, len(variables)), self.inner_lr),
+            "inner_lrs",
+            variables[0].dtype,
             trainable=learned_rates,
-            dtype=variables[0].dtype,
         )
-        self.inner_lrs.assign(np.full(self.inner_lrs.shape, self.inner_lr))
         self.init_per_step_batch_norm(learner, per_step_batch_norm)
 
     @property

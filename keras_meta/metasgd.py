@@ -7,6 +7,7 @@ import tensorflow as tf
 from keras_meta import inner_loop
 from keras_meta.checks import check_bool
 from keras_meta.engine import MetaLearner
+from keras_meta.learner_parts import add_weight_holding
 
 
 @keras.saving.register_keras_serializable(package="keras_meta")
@@ -47,16 +48,15 @@ class MetaSGD(MetaLearner):
             **kwargs,
         )
         self.first_order = check_bool(first_order, "first_order")
-        self.inner_lrs = []
-        for i, v in enumerate(learner.trainable_variables):
-            rate = self.add_weight(
-                shape=v.shape,
-                initializer="zeros",
-                name=f"inner_lr_{i}_{v.name}",
-                dtype=v.dtype,
+        self.inner_lrs = [
+            add_weight_holding(
+                self,
+                np.full(v.shape, self.inner_lr),
+                f"inner_lr_{i}_{v.name}",
+                v.dtype,
             )
-            rate.assign(np.full(v.shape, self.inner_lr))
-            self.inner_lrs.append(rate)
+            for i, v in enumerate(learner.trainable_variables)
+        ]
 
     @property
     def second_order(self):

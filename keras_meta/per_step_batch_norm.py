@@ -6,7 +6,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_meta.learner_parts import put, take, variable_indices
+from keras_meta.learner_parts import (
+    add_weight_holding,
+    put,
+    take,
+    variable_indices,
+)
 
 
 class PerStepBatchNorm:
@@ -69,15 +74,13 @@ class PerStepBatchNorm:
     def _per_step(self, variable, trainable):
         """A `[inner_steps, ...]` copy of `variable`, one row per step."""
         shape = (self.inner_steps, *variable.shape)
-        copy = self.add_weight(
-            shape=shape,
-            initializer="zeros",
-            name=f"{variable.path.replace('/', '_')}_per_step",
+        return add_weight_holding(
+            self,
+            np.broadcast_to(variable.numpy(), shape),
+            f"{variable.path.replace('/', '_')}_per_step",
+            variable.dtype,
             trainable=trainable,
-            dtype=variable.dtype,
         )
-        copy.assign(np.broadcast_to(variable.numpy(), shape))
-        return copy
 
     def _step_index(self, step):
         return tf.minimum(step, self.inner_steps - 1)

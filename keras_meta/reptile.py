@@ -1,11 +1,13 @@
 """Reptile (Nichol, Achiam and Schulman, 2018)."""
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_meta import inner_loop
 from keras_meta.checks import check_bool, check_count
 from keras_meta.engine import MetaLearner, TaskUpdate
+from keras_meta.learner_parts import add_weight_holding
 
 INNER_OPTIMIZERS = ("sgd", "adam")
 
@@ -80,32 +82,30 @@ class Reptile(MetaLearner):
         self.shared_adam_state = check_bool(
             shared_adam_state, "shared_adam_state"
         )
-        self.adam_moments, self.adam_count = [], []
+        # The shared Adam state: a second moment per trainable variable of
+        # the learner, and the steps they have seen.
+        self.adam_moments, self.adam_count = [], None
         if self.shared_adam_state and inner_optimizer == "adam":
-            for v in learner.trainable_variables:
-                self.adam_moments.append(
-                    self.add_weight(
-                        shape=v.shape,
-                        initializer="zeros",
-                        trainable=False,
-                        name=f"{v.path.replace('/', '_')}_adam_moment",
-                        dtype=v.dtype,
-                    )
-                )
-            self.adam_count.append(
-                self.add_weight(
-                    shape=(),
-                    initializer="zeros",
+            variables = learner.trainable_variables
+            self.adam_moments = [
+                add_weight_holding(
+                    self,
+                    np.zeros(v.shape),
+                    f"{v.path.replace('/', '_')}_adam_moment",
+                    v.dtype,
                     trainable=False,
-                    name="adam_count",
-                    dtype=learner.trainable_variables[0].dtype,
                 )
+                for v in variables
+            ]
+            self.adam_count = add_weight_holding(
+                self, 0.0, "adam_count", variables[0].dtype, trainable=False
             )
 
     @property
     def state_variables(self):
         """The learner's, then the shared Adam state (if any)."""
-        return [*super().state_variables, *self.adam_moments, *self.adam_count]
+        shared = [] if self.adam_count is None else [self.adam_count]
+        return [*super().state_variables, *self.adam_moments, *shared]
 
     def _batches(self, task, steps):
         """`[steps, batch]` positions in the support set: shuffled passes
@@ -135,7 +135,13 @@ class Reptile(MetaLearner):
 
     def adapt_task(self, weights, state, task, steps, differentiable):
         loss = self._support_loss(task, steps)
-        if self.inner_optimizer == "adam" and self.adam_count:
+        if self.inner_optimizer == "adam":
+            if self.adam_count is None:  # a fresh state for each task
+                weights, state, _, _ = inner_loop.adam_descent(
+                    loss, weights, state, steps, self.inner_lr
+                )
+                return weights, state
+            # The shared state closes `state` (see `state_variables`).
             own = len(state) - len(self.adam_moments) - 1
             weights, state, moments, count = inner_loop.adam_descent(
                 loss,
@@ -147,10 +153,6 @@ class Reptile(MetaLearner):
                 count=state[-1],
             )
             return weights, [*state[:own], *moments, count]
-        if self.inner_optimizer == "adam":
-            return inner_loop.adam_descent(
-                loss, weights, state, steps, self.inner_lr
-            )
         return inner_loop.gradient_descent(
             loss, weights, state, steps, self.inner_lr, differentiable=False
         )

@@ -76,6 +76,16 @@ def test_after_tensorflow_started_a_thread_change_is_refused_clearly():
     assert keras_meta.config.task_parallelism() == 1
     # The default needs no change, so it is accepted.
     assert keras_meta.config.set_task_parallelism(1) == 1
+    # Tasks in flight alone can change: TensorFlow's threading stays.
+    threads = tf.config.threading.get_intra_op_parallelism_threads()
+    try:
+        assert keras_meta.config.set_task_parallelism(2, None) == 2
+        assert keras_meta.config.task_parallelism() == 2
+        assert tf.config.threading.get_intra_op_parallelism_threads() == threads
+        with pytest.raises(ValueError, match="threads_per_op"):
+            keras_meta.config.set_task_parallelism(2, threads_per_op=1)
+    finally:
+        keras_meta.config.set_task_parallelism(1)
 
 
 @pytest.mark.parametrize(

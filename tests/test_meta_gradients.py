@@ -300,10 +300,10 @@ def test_reptile_shares_adams_state_across_tasks_and_iterations(float64):
         np.testing.assert_allclose(
             model.adam_moments[0].numpy(), moment, rtol=1e-9, atol=1e-15
         )
-        assert model.adam_count[0].numpy() == count
+        assert model.adam_count.numpy() == count
     model.evaluate(*regression_tasks(tasks=4), verbose=0)
     np.testing.assert_allclose(model.adam_moments[0].numpy(), moment)
-    assert model.adam_count[0].numpy() == count
+    assert model.adam_count.numpy() == count
 
 
 # -- adapt ------------------------------------------------------------------
