@@ -82,24 +82,30 @@ def set_task_parallelism(tasks="auto", threads_per_op="auto"):
             f'threads_per_op must be "auto" or None, got {threads_per_op!r}.'
         )
     if not accelerator and threads_per_op == "auto":
-        # 0 is TensorFlow's "let it choose": every core for every op.
-        threads = 0 if tasks == 1 else max(1, cores // tasks)
-        if tf.config.threading.get_intra_op_parallelism_threads() != threads:
-            try:
-                tf.config.threading.set_intra_op_parallelism_threads(threads)
-            except RuntimeError as e:
-                wanted = (
-                    f"{threads} thread(s) per op"
-                    if threads
-                    else "TensorFlow's default threading"
-                )
-                raise RuntimeError(
-                    f"set_task_parallelism({tasks}) needs {wanted}, but "
-                    "TensorFlow has already started with its thread pools "
-                    "fixed. Call "
-                    "keras_meta.config.set_task_parallelism() at the start "
-                    "of the program, before building a model or running any "
-                    "TensorFlow op."
-                ) from e
+        _set_threads_per_op(tasks, cores)
     _task_parallelism = tasks
     return tasks
+
+
+def _set_threads_per_op(tasks, cores):
+    """TensorFlow's intra-op threads for `tasks` tasks in flight on `cores`
+    cores, or a `RuntimeError` saying when to call if it has started."""
+    # 0 is TensorFlow's "let it choose": every core for every op.
+    threads = 0 if tasks == 1 else max(1, cores // tasks)
+    if tf.config.threading.get_intra_op_parallelism_threads() != threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+        except RuntimeError as e:
+            wanted = (
+                f"{threads} thread(s) per op"
+                if threads
+                else "TensorFlow's default threading"
+            )
+            raise RuntimeError(
+                f"set_task_parallelism({tasks}) needs {wanted}, but "
+                "TensorFlow has already started with its thread pools "
+                "fixed. Call "
+                "keras_meta.config.set_task_parallelism() at the start "
+                "of the program, before building a model or running any "
+                "TensorFlow op."
+            ) from e

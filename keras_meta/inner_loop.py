@@ -86,6 +86,17 @@ def gradient_descent(
     Returns:
         `(adapted weights, state)`.
     """
+    step, unroll = _descent_step(
+        loss_fn, learning_rate, differentiable, recompute
+    )
+    return repeat_steps(
+        step, (list(weights), list(state)), steps, unroll=unroll
+    )
+
+
+def _descent_step(loss_fn, learning_rate, differentiable, recompute):
+    """`gradient_descent`'s step `fn((weights, state), i)`, and whether
+    its loop must be unrolled."""
     if recompute and differentiable and not tf.executing_eagerly():
         if callable(learning_rate) or isinstance(learning_rate, (list, tuple)):
             raise ValueError(
@@ -93,30 +104,26 @@ def gradient_descent(
                 "rematerialised step does not differentiate learned rates."
             )
 
-        def step(carry, i):
+        def recomputed(carry, i):
             weights, state = rematerialised_step(
                 loss_fn, *carry, learning_rate, i
             )
             return weights, list(state)
 
-        unroll = False
-    else:
+        return recomputed, False
 
-        def step(carry, i):
-            grads, state = gradients(loss_fn, *carry, i)
-            if not differentiable:
-                grads = [tf.stop_gradient(g) for g in grads]
-            rate = rate_at(learning_rate, i)
-            return descend(carry[0], grads, rate), list(state)
+    def step(carry, i):
+        grads, state = gradients(loss_fn, *carry, i)
+        if not differentiable:
+            grads = [tf.stop_gradient(g) for g in grads]
+        rate = rate_at(learning_rate, i)
+        return descend(carry[0], grads, rate), list(state)
 
-        # Differentiating plain second-order steps through a tf.while_loop
-        # nested in the meta-batch loop trips a TensorFlow runtime bug
-        # (Grappler's AddN rewrite: "AlreadyExistsError: Resource
-        # __per_step_0/.../tmp_var", tensorflow#25540), so they stay unrolled.
-        unroll = differentiable or callable(learning_rate)
-    return repeat_steps(
-        step, (list(weights), list(state)), steps, unroll=unroll
-    )
+    # Differentiating plain second-order steps through a tf.while_loop
+    # nested in the meta-batch loop trips a TensorFlow runtime bug
+    # (Grappler's AddN rewrite: "AlreadyExistsError: Resource
+    # __per_step_0/.../tmp_var", tensorflow#25540), so they stay unrolled.
+    return step, differentiable or callable(learning_rate)
 
 
 def descend(weights, grads, learning_rate):

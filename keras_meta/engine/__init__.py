@@ -1,7 +1,8 @@
 """The meta-learning engine: `MetaLearner` and what it is made of.
 
 - `meta_learner`: the `keras.Model` base class and its public hooks;
-- `episodes`: episode batches in, checked;
+- `settings`: the checked settings and the Keras config;
+- `episodes`: episode batches in, checked (`task_inputs`: one task);
 - `tasks`: `Task`, `TaskUpdate` and the per-task loop;
 - `distribute`: tf.distribute and its Keras workarounds;
 - `serving`: the SavedModel that adapts and predicts.

@@ -50,7 +50,7 @@ class Episode(NamedTuple):
     sample_weight: tf.Tensor | None = None
 
 
-def _check(condition, message, data=()):
+def check(condition, message, data=()):
     """`condition` (a boolean tensor) must hold: a `ValueError` eagerly, an
     assertion op in a graph (returned, to be a control dependency)."""
     if tf.executing_eagerly():
@@ -67,7 +67,7 @@ def _compatible(actual, expected):
     )
 
 
-def _check_inputs(name, x, spec, task_axis):
+def check_inputs(name, x, spec, task_axis):
     """Static rank and example-shape checks of `support_x`/`query_x`."""
     lead = 2 if task_axis else 1
     want = len(spec.input_shape) + lead
@@ -124,16 +124,16 @@ def _check_targets(name, y, x_name, x, spec, task_axis):
         )
 
 
-def _label_checks(name, y, ways):
+def label_checks(name, y, ways):
     """In-graph checks that labels are class ids `0..ways-1`."""
     as_float = tf.cast(y, tf.float64)
     return [
-        _check(
+        check(
             tf.reduce_all(tf.equal(as_float, tf.round(as_float))),
             f"{name} holds labels that are not whole numbers: labels are "
             "class ids 0..N-1.",
         ),
-        _check(
+        check(
             tf.reduce_all((as_float >= 0) & (as_float < ways)),
             f"{name} holds labels outside 0..{ways - 1}, but the learner "
             f"has {ways} outputs, so labels must lie in 0..{ways - 1}. "
@@ -148,23 +148,23 @@ def _runtime_checks(name, y, x_name, x, spec):
     """In-graph checks of one `[T, n(, d)]` labels tensor of a meta-batch:
     counts against its inputs, and label values."""
     checks = [
-        _check(
+        check(
             tf.reduce_all(tf.equal(tf.shape(y)[:2], tf.shape(x)[:2])),
             f"{name} must have one label per example of {x_name}; their "
             "shapes are",
             [tf.shape(y), tf.shape(x)],
         ),
-        _check(
+        check(
             tf.shape(x)[1] > 0,
             f"{x_name} is empty: each task needs at least one example.",
         ),
     ]
     if spec.num_classes is not None:
-        checks += _label_checks(name, y, spec.num_classes)
+        checks += label_checks(name, y, spec.num_classes)
     return [c for c in checks if c is not None]
 
 
-def _with_checks(tensors, checks):
+def with_checks(tensors, checks):
     """`tensors` that depend on `checks` (in a graph), so nothing downstream
     runs on input that failed them."""
     if not checks:
@@ -173,7 +173,7 @@ def _with_checks(tensors, checks):
         return [None if t is None else tf.identity(t) for t in tensors]
 
 
-def _labels(y, spec):
+def as_labels(y, spec):
     """Class ids as int32 (checked to be whole numbers first)."""
     return tf.cast(y, tf.int32) if spec.num_classes is not None else y
 
@@ -202,8 +202,8 @@ def unpack(x, y, sample_weight, spec, owner="The meta-learner"):
     support_x, support_y, query_x = (
         tf.convert_to_tensor(x[k]) for k in EPISODE_KEYS
     )
-    _check_inputs("support_x", support_x, spec, task_axis=True)
-    _check_inputs("query_x", query_x, spec, task_axis=True)
+    check_inputs("support_x", support_x, spec, task_axis=True)
+    check_inputs("query_x", query_x, spec, task_axis=True)
     _check_targets("support_y", support_y, "support_x", support_x, spec, True)
     checks = _runtime_checks(
         "support_y", support_y, "support_x", support_x, spec
@@ -214,14 +214,14 @@ def unpack(x, y, sample_weight, spec, owner="The meta-learner"):
         checks += _runtime_checks("query_y", y, "query_x", query_x, spec)
     if sample_weight is not None:
         sample_weight = _sample_weights(sample_weight, query_x)
-    support_x, support_y, query_x, y, sample_weight = _with_checks(
+    support_x, support_y, query_x, y, sample_weight = with_checks(
         [support_x, support_y, query_x, y, sample_weight], checks
     )
     return Episode(
         support_x,
-        _labels(support_y, spec),
+        as_labels(support_y, spec),
         query_x,
-        None if y is None else _labels(y, spec),
+        None if y is None else as_labels(y, spec),
         sample_weight,
     )
 
@@ -237,84 +237,3 @@ def _sample_weights(sample_weight, query_x):
             f"per query example); got shape {weight.shape}."
         )
     return weight
-
-
-def _leading(shape, n):
-    """The first `n` entries of a shape vector, padded with -1: a vector
-    of length `n` whatever the rank, so comparing it cannot fail."""
-    return tf.concat([shape, tf.fill([n], -1)], axis=0)[:n]
-
-
-def _task_label_checks(support_y, support_x, spec):
-    """In-graph checks of ONE task's labels: rank, count, values."""
-    labels_rank = 1 + (0 if spec.num_classes else len(spec.output_shape))
-    labels_ok = tf.equal(tf.rank(support_y), labels_rank)
-    counts_ok = labels_ok & tf.equal(
-        _leading(tf.shape(support_y), 1)[0], _leading(tf.shape(support_x), 1)[0]
-    )
-    checks = [
-        _check(
-            counts_ok,
-            "support_y must have one label per example of support_x; "
-            "the shapes of support_y and support_x are",
-            [tf.shape(support_y), tf.shape(support_x)],
-        )
-    ]
-    if spec.num_classes is not None:
-        checks += _label_checks("support_y", support_y, spec.num_classes)
-    return checks
-
-
-def unpack_task(support_x, support_y, query_x, spec):
-    """Checks ONE task (no task axis) for `adapt` and the SavedModel's
-    serving function; returns the three tensors, labels as int32 and inputs
-    with the learner's static shape.
-
-    The serving function takes inputs of any shape, so every check also
-    runs in the graph, before anything downstream: a request of the wrong
-    rank or image size gets an `InvalidArgumentError` that says so, instead
-    of reaching (and crashing) a convolution kernel.
-    """
-    support_x, support_y, query_x = (
-        tf.convert_to_tensor(t) for t in (support_x, support_y, query_x)
-    )
-    rank = len(spec.input_shape) + 1
-    checks = []
-    for name, x in (("support_x", support_x), ("query_x", query_x)):
-        if x.shape.rank is not None:
-            _check_inputs(name, x, spec, task_axis=False)
-        rank_ok = tf.equal(tf.rank(x), rank)
-        checks.append(
-            _check(
-                rank_ok,
-                f"{name} must have rank {rank}: [examples, "
-                f"{', '.join(map(str, spec.input_shape))}]; its shape is",
-                [tf.shape(x)],
-            )
-        )
-        expected = list(spec.input_shape)
-        # Wrong ranks are the check above's to report.
-        shape_ok = tf.logical_not(rank_ok) | tf.reduce_all(
-            tf.equal(_leading(tf.shape(x)[1:], len(expected)), expected)
-        )
-        checks.append(
-            _check(
-                shape_ok & (tf.logical_not(rank_ok) | (tf.size(x) > 0)),
-                f"{name} must hold at least one example of shape "
-                f"{spec.input_shape} (the learner's input); its shape is",
-                [tf.shape(x)],
-            )
-        )
-    checks += _task_label_checks(support_y, support_x, spec)
-    support_x, support_y, query_x = _with_checks(
-        [support_x, support_y, query_x], [c for c in checks if c is not None]
-    )
-    # Reshaping (not tf.ensure_shape, whose shape constraint TensorFlow's
-    # graph optimiser propagates back to the inputs, folding the rank
-    # checks above away) gives the learner its static shapes.
-    labels_shape = [-1] if spec.num_classes else [-1, *spec.output_shape]
-    return (
-        tf.reshape(support_x, [-1, *spec.input_shape]),
-        _labels(tf.reshape(support_y, labels_shape), spec),
-        tf.reshape(query_x, [-1, *spec.input_shape]),
-    )

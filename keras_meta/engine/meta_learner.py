@@ -45,17 +45,16 @@ import tensorflow as tf
 
 from keras_meta import inner_loop
 from keras_meta.checks import check_count, check_learner, check_rate
-from keras_meta.engine import distribute, episodes, serving
+from keras_meta.engine import distribute, serving
 from keras_meta.engine.inputs import EpisodeInputs
 from keras_meta.engine.learner_calls import LearnerCalls
+from keras_meta.engine.settings import Settings, check_bn_mode
 from keras_meta.engine.single_task import SingleTask
 from keras_meta.engine.tasks import (
     TaskUpdate,
     map_tasks,
 )
 from keras_meta.learner_parts import BatchNormStatistics
-
-BN_MODES = ("transductive", "non_transductive")
 
 
 @keras.saving.register_keras_serializable(package="keras_meta")
@@ -65,6 +64,7 @@ class MetaLearner(
     LearnerCalls,
     SingleTask,
     serving.Saving,
+    Settings,
     keras.Model,
 ):
     """Base class: a meta-learner over a wrapped Keras `learner`.
@@ -105,58 +105,6 @@ class MetaLearner(
         # The learner is built, so is the meta-learner: Keras need not trace
         # a symbolic episode through the inner loop to create weights.
         self.built = True
-
-    # -- settings -------------------------------------------------------
-
-    @property
-    def bn_mode(self):
-        """`"transductive"`: evaluation normalises query batch-norm
-        activations with the statistics of the query batch itself (MAML's
-        protocol). `"non_transductive"`: with the support set's alone, in
-        inference mode, so that each query is classified independently of
-        the others. Meta-training is always transductive."""
-        return self._bn_mode
-
-    @bn_mode.setter
-    def bn_mode(self, value):
-        if value not in BN_MODES:
-            raise ValueError(
-                f"bn_mode must be one of {BN_MODES}, got {value!r}."
-            )
-        self._bn_mode = value
-        self.test_function = self.predict_function = None  # retrace
-
-    @property
-    def inner_steps(self):
-        """Inner steps per task during meta-training."""
-        return self._inner_steps
-
-    @inner_steps.setter
-    def inner_steps(self, value):
-        self._inner_steps = check_count(value, "inner_steps")
-        self.train_function = None  # retrace with the new count
-
-    @property
-    def eval_inner_steps(self):
-        """Inner steps per task in `evaluate`, `predict` and `model(x)`."""
-        return self._eval_inner_steps
-
-    @eval_inner_steps.setter
-    def eval_inner_steps(self, value):
-        self._eval_inner_steps = check_count(value, "eval_inner_steps")
-        self.test_function = self.predict_function = None  # retrace
-
-    @property
-    def learner_spec(self):
-        """The learner's input and output shapes, and N (`num_classes`)."""
-        return episodes.LearnerSpec.of(self.learner, self.num_classes)
-
-    @property
-    def num_classes(self):
-        """N for classification (the learner's logits), None for
-        regression."""
-        units = self.learner.outputs[0].shape[-1]
-        return units if units and units > 1 else None
 
     @property
     def meta_variables(self):
@@ -255,11 +203,7 @@ class MetaLearner(
         with `steps` inner steps (default `eval_inner_steps`) and batch-norm
         `bn_mode` (default the model's); changes nothing on the model."""
         steps = self.eval_inner_steps if steps is None else steps
-        bn_mode = bn_mode or self.bn_mode
-        if bn_mode not in BN_MODES:
-            raise ValueError(
-                f"bn_mode must be one of {BN_MODES}, got {bn_mode!r}."
-            )
+        bn_mode = check_bn_mode(bn_mode or self.bn_mode)
         return self._adapted(
             self.episode(x),
             check_count(steps, "steps"),
@@ -360,20 +304,3 @@ class MetaLearner(
         """Adapted query predictions `[T, Q, ...]`."""
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         return self(x, training=False)
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "learner": keras.saving.serialize_keras_object(self.learner),
-            "inner_lr": self.inner_lr,
-            "inner_steps": self.inner_steps,
-            "eval_inner_steps": self.eval_inner_steps,
-            "bn_mode": self.bn_mode,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        learner = keras.saving.deserialize_keras_object(config.pop("learner"))
-        return cls(learner, **config)

@@ -5,7 +5,7 @@ The serving signature takes ONE task, `support_x [S, ...]`, `support_y [S]`
 ...]`, runs the inner loop inside the graph, gradients included, and returns
 `{"logits": [Q, N]}` (`{"predictions": [Q, d]}` for regression). Its inputs
 are declared without a fixed shape so that every request is checked inside
-the graph (`episodes.unpack_task`): ranks, the learner's image shape, label
+the graph (`task_inputs.unpack_task`): ranks, the learner's image shape, label
 range and count, empty sets. A bad request gets an `InvalidArgumentError`
 that says what is wrong; none can reach, and crash, a kernel.
 """
@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from keras_meta.atomic import atomic_path
 from keras_meta.checks import check_count
-from keras_meta.engine import episodes
+from keras_meta.engine import task_inputs
 
 
 def serving_signature(model):
@@ -43,7 +43,7 @@ def serving_function(model, steps):
     output_key = "logits" if spec.num_classes is not None else "predictions"
 
     def serve(support_x, support_y, query_x):
-        support_x, support_y, query_x = episodes.unpack_task(
+        support_x, support_y, query_x = task_inputs.unpack_task(
             support_x, support_y, query_x, spec
         )
         y_pred = model.adapted_task_predictions(

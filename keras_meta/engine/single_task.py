@@ -5,7 +5,7 @@ import keras
 import tensorflow as tf
 
 from keras_meta.checks import check_count
-from keras_meta.engine import episodes
+from keras_meta.engine import task_inputs
 from keras_meta.engine.tasks import Task
 
 
@@ -13,7 +13,7 @@ class SingleTask:
     """Adaptation to ONE task, for `MetaLearner`."""
 
     def _one_task(self, support_x, support_y, query_x):
-        support_x, support_y, query_x = episodes.unpack_task(
+        support_x, support_y, query_x = task_inputs.unpack_task(
             support_x, support_y, query_x, self.learner_spec
         )
         return Task(support_x, support_y, query_x)
