@@ -205,7 +205,7 @@ def test_adapted_learner_is_a_ready_keras_model():
     )
 
 
-@pytest.mark.integration  # files on disk, Keras compiles: second tier
+@pytest.mark.integration  # through files or a compiler: second tier
 def test_xla_compiled_steps_match_the_plain_ones():
     x, y = classification_episode()
     updates = []

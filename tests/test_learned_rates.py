@@ -276,7 +276,7 @@ def logged_scalars(log_dir):
     return values
 
 
-@pytest.mark.integration  # files on disk, Keras compiles: second tier
+@pytest.mark.integration  # through files or a compiler: second tier
 @pytest.mark.parametrize("name", ["metasgd", "mamlpp"])
 def test_save_load_resume_and_export_keep_rates_and_statistics(tmp_path, name):
     def build():

@@ -100,7 +100,7 @@ def test_meaningless_settings_are_refused():
         keras_meta.Reptile(learner, inner_steps=0)
 
 
-@pytest.mark.integration  # files on disk, Keras compiles: second tier
+@pytest.mark.integration  # through files or a compiler: second tier
 def test_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(
     tmp_path,
 ):
@@ -129,7 +129,7 @@ def test_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(
     assert checkpoint.save() is None  # non-finite weights are never written
 
 
-@pytest.mark.integration  # files on disk, Keras compiles: second tier
+@pytest.mark.integration  # through files or a compiler: second tier
 def test_corrupt_checkpoint_files_are_named(tmp_path):
     model = conv_maml()
     x, y = episode()
@@ -188,7 +188,7 @@ BAD_REQUESTS = textwrap.dedent("""
 """)
 
 
-@pytest.mark.integration  # files on disk, Keras compiles: second tier
+@pytest.mark.integration  # through files or a compiler: second tier
 def test_saved_model_refuses_bad_requests_with_clear_errors(tmp_path):
     model = conv_maml()
     model.export(tmp_path / "exported")

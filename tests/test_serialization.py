@@ -42,7 +42,7 @@ MODELS = {
 }
 
 
-@pytest.mark.integration  # files on disk, Keras compiles: second tier
+@pytest.mark.integration  # through files or a compiler: second tier
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_save_and_load_round_trip(tmp_path, name):
     model = MODELS[name]()

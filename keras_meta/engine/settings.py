@@ -65,9 +65,8 @@ class Settings:
     @property
     def num_classes(self):
         """N for classification (the learner's logits), None for
-        regression."""
-        units = self.learner.outputs[0].shape[-1]
-        return units if units and units > 1 else None
+        regression: `LearnerSpec`'s rule, which a subclass may override."""
+        return episodes.LearnerSpec.of(self.learner).num_classes
 
     def get_config(self):
         return {

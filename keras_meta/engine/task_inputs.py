@@ -22,7 +22,7 @@ def _leading(shape, n):
     return tf.concat([shape, tf.fill([n], -1)], axis=0)[:n]
 
 
-def _tasklabel_checks(support_y, support_x, spec):
+def _task_label_checks(support_y, support_x, spec):
     """In-graph checks of ONE task's labels: rank, count, values."""
     labels_rank = 1 + (0 if spec.num_classes else len(spec.output_shape))
     labels_ok = tf.equal(tf.rank(support_y), labels_rank)
@@ -82,7 +82,7 @@ def unpack_task(support_x, support_y, query_x, spec):
                 [tf.shape(x)],
             )
         )
-    checks += _tasklabel_checks(support_y, support_x, spec)
+    checks += _task_label_checks(support_y, support_x, spec)
     support_x, support_y, query_x = with_checks(
         [support_x, support_y, query_x], [c for c in checks if c is not None]
     )
