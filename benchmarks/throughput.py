@@ -136,7 +136,7 @@ def measure(
     import keras
     import tensorflow as tf
 
-    from keras_meta.config import task_parallelism
+    from keras_meta.config import onednn_enabled, task_parallelism
 
     config = CONFIGS[config_name]
     model = build(algorithm, config, inner_steps, recompute)
@@ -179,6 +179,7 @@ def measure(
         "dtype_policy": keras.config.dtype_policy().name,
         "threads_per_op": tf.config.threading.get_intra_op_parallelism_threads()
         or "default",
+        "onednn": onednn_enabled(),
     }
 
 
@@ -275,6 +276,20 @@ def measure_row(algorithm, config_name, args):
             flush=True,
         )
     return row
+
+
+def cpu_model():
+    """The CPU's model name (Linux), else what `platform` knows: speed
+    differs between hosts of one kind, and TensorFlow's oneDNN default
+    with the CPU's features."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def main():
@@ -390,6 +405,7 @@ def main():
                     "command": command,
                     "machine": {
                         "cpus": os.cpu_count(),
+                        "cpu": cpu_model(),
                         "platform": platform.platform(),
                         "tensorflow": tf.__version__,
                     },

@@ -105,3 +105,63 @@ def test_after_tensorflow_started_a_thread_change_is_refused_clearly():
 def test_bad_task_counts_are_rejected(tasks, error):
     with pytest.raises(error, match="tasks must"):
         keras_meta.config.set_task_parallelism(tasks)
+
+
+# Runs in a fresh process: which CPU kernels TensorFlow gets, and whether
+# building a meta-learner warns, for one import order and environment.
+CPU_KERNELS = textwrap.dedent(
+    """
+    import os, sys, warnings
+    sys.path[:0] = [{repo!r}]
+    if {tensorflow_first}:
+        import tensorflow
+    import keras_meta
+    from keras_meta.models import conv4
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        keras_meta.MAML(conv4(ways=2, filters=4), inner_lr=0.1)
+        keras_meta.MAML(conv4(ways=2, filters=4), inner_lr=0.1)
+    warned = [w for w in caught if "oneDNN" in str(w.message)]
+    print(os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
+          keras_meta.config.onednn_enabled(), len(warned))
+    """
+)
+
+
+def cpu_kernels(tensorflow_first, setting):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("TF_ENABLE_ONEDNN_OPTS", None)
+    if setting is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = setting
+    code = CPU_KERNELS.format(repo=str(REPO), tensorflow_first=tensorflow_first)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    variable, enabled, warnings = result.stdout.split()[-3:]
+    return variable, enabled == "True", int(warnings)
+
+
+@pytest.mark.skipif(
+    __import__("platform").machine().lower() not in ("x86_64", "amd64"),
+    reason="oneDNN is asked for on x86 CPUs only",
+)
+def test_imported_first_keras_meta_asks_for_onednn_and_the_user_wins():
+    # Imported before TensorFlow: oneDNN on, nothing to warn about.
+    assert cpu_kernels(False, None) == ("1", True, 0)
+    # The user's explicit choice is kept, and not warned about.
+    assert cpu_kernels(False, "0") == ("0", False, 0)
+    # TensorFlow first: its own default stays; a warning (once per process)
+    # says how to get the kernels exactly when they are off on a CPU host.
+    variable, enabled, warnings = cpu_kernels(True, None)
+    assert variable == "None"
+    import tensorflow as tf
+
+    cpu_only = not tf.config.list_physical_devices("GPU")
+    assert warnings == (1 if cpu_only and not enabled else 0)

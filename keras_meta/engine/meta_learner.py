@@ -43,7 +43,7 @@ mean over the tasks: they serve only the bare learner in inference mode.
 import keras
 import tensorflow as tf
 
-from keras_meta import inner_loop
+from keras_meta import config, inner_loop
 from keras_meta.checks import check_count, check_learner, check_rate
 from keras_meta.engine import distribute, serving
 from keras_meta.engine.inputs import EpisodeInputs
@@ -93,6 +93,7 @@ class MetaLearner(
         **kwargs,
     ):
         super().__init__(**kwargs)
+        config.warn_if_slow_cpu_kernels()
         check_learner(learner)
         self.learner = learner
         self.inner_lr = check_rate(inner_lr)
