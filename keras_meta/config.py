@@ -17,10 +17,11 @@ thread per op.
 """
 
 import os
-import platform
 import warnings
 
 import tensorflow as tf
+
+from keras_meta import _onednn
 
 # Tasks of a meta-batch in flight at once (`tf.map_fn`'s parallel_iterations).
 _task_parallelism = 1
@@ -114,7 +115,8 @@ def _set_threads_per_op(tasks, cores):
 
 
 def onednn_enabled():
-    """Whether TensorFlow runs its oneDNN CPU kernels in this process.
+    """Whether TensorFlow runs its oneDNN CPU kernels in this process, or
+    None if this TensorFlow cannot say.
 
     TensorFlow decides once, when it loads, from `TF_ENABLE_ONEDNN_OPTS`
     (by default: on for x86 CPUs with AVX-512 features, off for others).
@@ -122,8 +124,8 @@ def onednn_enabled():
     """
     try:
         from tensorflow.python.util import _pywrap_util_port
-    except ImportError:  # a TensorFlow without the query: assume the default
-        return False
+    except ImportError:
+        return None
     return bool(_pywrap_util_port.IsMklEnabled())
 
 
@@ -139,16 +141,16 @@ def warn_if_slow_cpu_kernels():
         return
     _cpu_kernels_checked = True
     if (
-        "TF_ENABLE_ONEDNN_OPTS" in os.environ
-        or platform.machine().lower() not in ("x86_64", "amd64")
+        not _onednn.X86
+        or _onednn.VARIABLE in os.environ
+        or onednn_enabled() is not False
         or _has_accelerator()
-        or onednn_enabled()
     ):
         return
     warnings.warn(
         "TensorFlow's oneDNN CPU kernels are off in this process: TensorFlow "
         "was imported before keras_meta, and on this CPU (no AVX-512) it "
-        "leaves them off by default. Meta-training conv4 measured 1.4-1.8x "
+        "leaves them off by default. Meta-training conv4 measured about 1.5x "
         "faster with them (keras-meta's benchmarks/README.md). Import "
         "keras_meta before keras and tensorflow, or start Python with "
         "TF_ENABLE_ONEDNN_OPTS=1 (=0 silences this).",

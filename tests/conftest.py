@@ -5,13 +5,10 @@ import pathlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-# isort: off
 # keras_meta before Keras, as users are told to import it: the tests then run
-# on the CPU kernels users get (keras_meta/__init__.py, oneDNN).
-import keras_meta  # noqa: E402, F401
+# on the CPU kernels users get (keras_meta/_onednn.py).
+import keras_meta  # noqa: E402, F401  # isort: skip
 import keras  # noqa: E402
-
-# isort: on
 import pytest  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

@@ -149,8 +149,7 @@ def cpu_kernels(tensorflow_first, setting):
 
 
 @pytest.mark.skipif(
-    __import__("platform").machine().lower() not in ("x86_64", "amd64"),
-    reason="oneDNN is asked for on x86 CPUs only",
+    not keras_meta._onednn.X86, reason="oneDNN is asked for on x86 CPUs only"
 )
 def test_imported_first_keras_meta_asks_for_onednn_and_the_user_wins():
     # Imported before TensorFlow: oneDNN on, nothing to warn about.
