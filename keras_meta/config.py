@@ -1,19 +1,22 @@
 """Process-wide settings, in the manner of `keras.config`.
 
 `set_task_parallelism` decides how the T tasks of a meta-batch share the
-machine. By default they run one after another inside one graph and each
-TensorFlow op splits its work over every CPU core. The ops of a few-shot task
-are small (a 5-image support set, a 28x28 convolution), so on a CPU that split
-costs about as much in synchronisation as it gains: running two tasks side by
-side, each op on its own core, measured 1.05-1.6x faster on a 2-core machine
-for every meta-learner (`benchmarks/README.md`). It is a setting rather than
-the default because TensorFlow's thread pools are global to the process and
-fixed once it runs its first op: a large-batch model in the same process
-(`Pretrain`, or any other Keras model) runs about 1.3x slower with one
-thread per op.
+machine. The ops of a few-shot task are small (a 5-image support set, a 28x28
+convolution), so on a CPU splitting each op over every core costs about as
+much in synchronisation as it gains, and two tasks side by side run faster.
+That is the default on a CPU-only host: the tasks run as a `tf.data` map on
+a thread pool of their own, one thread per op, so TensorFlow's global thread
+pools stay as they are and any other model in the process (a large-batch
+`Pretrain`, any Keras model) keeps every core for each op: 1.0-1.5x faster
+than one task at a time on a 2-core machine. TensorFlow's oneDNN kernels take
+their threads from the global pool whatever that pool's limit says, so
+setting the global threads to one per op before TensorFlow starts
+(`threads_per_op="global"`, as the training scripts do) is faster still in
+most cells (`benchmarks/README.md`). With a GPU or TPU, under XLA or
+`tf.distribute`, the tasks run in a `tf.map_fn` loop instead.
 
     import keras_meta
-    keras_meta.config.set_task_parallelism("auto")  # first, before any model
+    keras_meta.config.set_task_parallelism(1)  # one task at a time
 """
 
 import os
@@ -23,13 +26,16 @@ import tensorflow as tf
 
 from keras_meta import _onednn
 
-# Tasks of a meta-batch in flight at once (`tf.map_fn`'s parallel_iterations).
-_task_parallelism = 1
+# Tasks of a meta-batch in flight at once; None until set: "auto".
+_task_parallelism = None
+# Where their ops find threads: "auto" (a pool of their own on a CPU-only
+# host), "global" (TensorFlow's process-wide pools, resized) or None
+# (TensorFlow's threading as it is).
+_threads_per_op = "auto"
 
 
-def task_parallelism():
-    """The number of tasks of a meta-batch that run at once (default 1)."""
-    return _task_parallelism
+def _cores():
+    return os.cpu_count() or 1
 
 
 def _has_accelerator():
@@ -39,58 +45,85 @@ def _has_accelerator():
     )
 
 
+def _auto_tasks():
+    return 2 if _cores() >= 2 and not _has_accelerator() else 1
+
+
+def task_parallelism():
+    """The number of tasks of a meta-batch that run at once: by default 2
+    on a CPU-only host with at least 2 cores, else 1."""
+    if _task_parallelism is None:
+        return _auto_tasks()
+    return _task_parallelism
+
+
+def private_pool_threads():
+    """Threads per op when the tasks run on a thread pool of their own
+    (`cores // tasks`), or None when they run on TensorFlow's global pools:
+    one task at a time, a GPU or TPU, or `threads_per_op` other than
+    `"auto"`. The engine also keeps them off that pool under XLA and
+    `tf.distribute`, where a `tf.data` map cannot run."""
+    tasks = task_parallelism()
+    if _threads_per_op != "auto" or tasks == 1 or _has_accelerator():
+        return None
+    return max(1, _cores() // tasks)
+
+
 def set_task_parallelism(tasks="auto", threads_per_op="auto"):
     """Runs `tasks` tasks of each meta-batch at once, sharing the CPU cores.
 
-    On a host without GPU or TPU this also sets TensorFlow's intra-op thread
-    count to `cores // tasks`, so that the tasks' ops run side by side instead
-    of each spreading over every core; with an accelerator the ops run there
-    and only the number of tasks in flight changes. Peak memory grows with
-    `tasks`: each task in flight holds its activations until its
-    meta-gradient is taken (20-way Omniglot MAML: 1257 MiB with one task,
-    1467 MiB with two).
-
-    Call it at the start of the program, before building a model or running
-    any TensorFlow op: TensorFlow fixes its thread pools then.
+    Peak memory grows with `tasks`: each task in flight holds its
+    activations until its meta-gradient is taken (20-way Omniglot MAML:
+    1257 MiB with one task, 1467 MiB with two).
 
     Args:
-        tasks: a positive int, or `"auto"`: 2 on a CPU-only host with at
-            least 2 cores (the setting measured fastest on 2 cores), else 1.
-            `1` restores the default (one task at a time, TensorFlow's
-            threading).
-        threads_per_op: `"auto"` (the above), or None to leave TensorFlow's
-            threading as it is and change only the tasks in flight (safe
-            after TensorFlow has started; a lever the benchmarks measure).
+        tasks: a positive int, or `"auto"` (the default without a call): 2
+            on a CPU-only host with at least 2 cores, else 1. `1` runs one
+            task at a time on TensorFlow's threading.
+        threads_per_op: where the tasks' ops find threads on a CPU-only
+            host.
+            - `"auto"`: a thread pool of the tasks' own, `cores // tasks`
+              threads per op; TensorFlow's global pools are not touched, so
+              this may be called at any time and other models keep every
+              core. (Under XLA or `tf.distribute`, and with a GPU or TPU,
+              the tasks run on TensorFlow's threading instead.)
+            - `"global"`: TensorFlow's process-wide intra-op threads set to
+              `cores // tasks`. Call it first thing, before TensorFlow runs
+              any op; every other model in the process then gets that many
+              threads per op too (a large-batch model ran about 1.3x
+              slower). Kept as a measured alternative.
+            - None: TensorFlow's threading as it is; only the number of
+              tasks in flight changes.
 
     Returns:
         The number of tasks in flight now.
 
     Raises:
-        RuntimeError: TensorFlow has already started and its thread count
-            differs from the one this setting needs.
+        RuntimeError: `"global"` after TensorFlow has started with another
+            thread count.
     """
-    global _task_parallelism
-    cores = os.cpu_count() or 1
-    accelerator = _has_accelerator()
+    global _task_parallelism, _threads_per_op
     if tasks == "auto":
-        tasks = 2 if cores >= 2 and not accelerator else 1
+        tasks = _auto_tasks()
     if isinstance(tasks, bool) or not isinstance(tasks, int):
         raise TypeError(
             f'tasks must be a positive int or "auto", got {tasks!r}.'
         )
     if tasks < 1:
         raise ValueError(f"tasks must be at least 1, got {tasks}.")
-    if threads_per_op not in ("auto", None):
+    if threads_per_op not in ("auto", "global", None):
         raise ValueError(
-            f'threads_per_op must be "auto" or None, got {threads_per_op!r}.'
+            'threads_per_op must be "auto", "global" or None, got '
+            f"{threads_per_op!r}."
         )
-    if not accelerator and threads_per_op == "auto":
-        _set_threads_per_op(tasks, cores)
+    if threads_per_op == "global" and not _has_accelerator():
+        _set_global_threads(tasks, _cores())
     _task_parallelism = tasks
+    _threads_per_op = threads_per_op
     return tasks
 
 
-def _set_threads_per_op(tasks, cores):
+def _set_global_threads(tasks, cores):
     """TensorFlow's intra-op threads for `tasks` tasks in flight on `cores`
     cores, or a `RuntimeError` saying when to call if it has started."""
     # 0 is TensorFlow's "let it choose": every core for every op.
@@ -105,12 +138,12 @@ def _set_threads_per_op(tasks, cores):
                 else "TensorFlow's default threading"
             )
             raise RuntimeError(
-                f"set_task_parallelism({tasks}) needs {wanted}, but "
-                "TensorFlow has already started with its thread pools "
-                "fixed. Call "
-                "keras_meta.config.set_task_parallelism() at the start "
-                "of the program, before building a model or running any "
-                "TensorFlow op."
+                f"set_task_parallelism({tasks}, threads_per_op='global') "
+                f"needs {wanted}, but TensorFlow has already started with "
+                "its thread pools fixed. Call it at the start of the "
+                "program, before building a model or running any "
+                "TensorFlow op, or use threads_per_op='auto' (the tasks' "
+                "own thread pool), which needs no restart."
             ) from e
 
 

@@ -1,5 +1,7 @@
-"""`keras_meta.config.set_task_parallelism`: threads, errors, and the same
-meta-gradient with tasks run side by side (checked against a closed form)."""
+"""`keras_meta.config`: where the tasks of a meta-batch run (their own
+thread pool by default, TensorFlow's global pools on request), the same
+meta-gradient on every route (checked against a closed form), errors, and
+the oneDNN kernels."""
 
 import os
 import pathlib
@@ -7,25 +9,40 @@ import subprocess
 import sys
 import textwrap
 
+import keras
+import numpy as np
 import pytest
+import tensorflow as tf
 
 import keras_meta
+from keras_meta.engine import tasks as engine_tasks
+from tests.test_meta_gradients import (
+    closed_form_meta_gradient,
+    linear_learner,
+    meta_step,
+    regression_tasks,
+)
 
 # The second tier: other processes, real data or real training.
 pytestmark = pytest.mark.integration
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+CPU_ONLY = not (
+    tf.config.list_physical_devices("GPU")
+    or tf.config.list_physical_devices("TPU")
+)
 
 # Runs in a fresh process, where TensorFlow has not started yet.
-PARALLEL_TASKS = textwrap.dedent(
+GLOBAL_THREADS = textwrap.dedent(
     """
     import os, sys
     sys.path[:0] = [{repo!r}, {repo!r} + "/tests"]
     import keras_meta
     import tensorflow as tf
 
-    tasks = keras_meta.config.set_task_parallelism(2)
+    tasks = keras_meta.config.set_task_parallelism(2, "global")
     assert tasks == 2 == keras_meta.config.task_parallelism()
+    assert keras_meta.config.private_pool_threads() is None
     # On a CPU-only host the cores are split; with a GPU the ops run there
     # and TensorFlow's threading is left as it is (0: its own choice).
     accelerator = tf.config.list_physical_devices("GPU") or (
@@ -56,9 +73,9 @@ PARALLEL_TASKS = textwrap.dedent(
 )
 
 
-def test_two_tasks_at_once_split_the_cores_and_keep_the_meta_gradient():
+def test_global_threads_split_the_cores_and_keep_the_meta_gradient():
     result = subprocess.run(
-        [sys.executable, "-c", PARALLEL_TASKS.format(repo=str(REPO))],
+        [sys.executable, "-c", GLOBAL_THREADS.format(repo=str(REPO))],
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
         capture_output=True,
         text=True,
@@ -69,27 +86,110 @@ def test_two_tasks_at_once_split_the_cores_and_keep_the_meta_gradient():
     assert result.stdout.strip().endswith("OK")
 
 
-def test_after_tensorflow_started_a_thread_change_is_refused_clearly():
-    import tensorflow as tf
+@pytest.fixture
+def own_pool_calls(monkeypatch):
+    """Counts the meta-batches whose tasks were traced on their own pool."""
+    calls = []
+    original = engine_tasks.on_own_pool
 
+    def counted(*args):
+        calls.append(args[-1])  # threads per op
+        return original(*args)
+
+    monkeypatch.setattr(engine_tasks, "on_own_pool", counted)
+    yield calls
+    keras_meta.config.set_task_parallelism()  # back to the default
+
+
+@pytest.mark.skipif(not CPU_ONLY, reason="the own pool is for CPU hosts")
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 cores")
+def test_by_default_tasks_run_on_their_own_pool_with_the_same_gradient(
+    float64, own_pool_calls
+):
+    keras_meta.config.set_task_parallelism()  # the default, as never set
+    global_threads = tf.config.threading.get_intra_op_parallelism_threads()
+    assert keras_meta.config.task_parallelism() == 2
+    alpha, steps = 0.05, 2
+    # 5 tasks: an odd count, so the last pair is incomplete; the closed
+    # form pairs task i's inputs with task i's outputs, so an order mix-up
+    # would show.
+    x, y = regression_tasks(tasks=5)
+    maml = keras_meta.MAML(linear_learner(4), inner_lr=alpha, inner_steps=steps)
+    w0 = maml.learner.trainable_variables[0].numpy().copy()
+    before, after = meta_step(maml, (x, y))
+    np.testing.assert_allclose(
+        before[0] - after[0],
+        closed_form_meta_gradient(w0, x, y, alpha, steps, True),
+        rtol=1e-9,
+        atol=1e-12,
+    )
+    assert own_pool_calls == [max(1, os.cpu_count() // 2)]
+    # Evaluation adapts on the same pool: the query loss after `steps`
+    # steps from the new weights, against numpy.
+    w1 = after[0]
+    losses = []
+    for t in range(5):
+        sx, sy, qx = x["support_x"][t], x["support_y"][t], x["query_x"][t]
+        w = w1
+        for _ in range(steps):
+            w = w - alpha * 2 * sx.T @ (sx @ w - sy) / len(sy)
+        losses.append(np.mean((qx @ w - y[t]) ** 2))
+    loss = maml.evaluate(x, y, batch_size=5, verbose=0, return_dict=True)
+    np.testing.assert_allclose(loss["loss"], np.mean(losses), rtol=1e-6)
+    assert len(own_pool_calls) == 2
+    # TensorFlow's own thread pools were never touched.
+    assert tf.config.threading.get_intra_op_parallelism_threads() == (
+        global_threads
+    )
+
+
+@pytest.mark.parametrize(
+    "setting", [(1, "auto"), (2, None), ("jit", None)], ids=str
+)
+def test_other_settings_run_tasks_in_a_loop_with_the_same_gradient(
+    float64, own_pool_calls, setting
+):
+    tasks, threads = setting
+    jit = tasks == "jit"
+    if not jit:
+        keras_meta.config.set_task_parallelism(tasks, threads)
+    alpha, steps = 0.05, 2
+    x, y = regression_tasks(tasks=3)
+    maml = keras_meta.MAML(linear_learner(4), inner_lr=alpha, inner_steps=steps)
+    w0 = maml.learner.trainable_variables[0].numpy().copy()
+    maml.compile(
+        optimizer=keras.optimizers.SGD(1.0), loss="mse", jit_compile=jit
+    )
+    maml.fit(x, y, batch_size=3, shuffle=False, verbose=0)
+    np.testing.assert_allclose(
+        w0 - maml.learner.trainable_variables[0].numpy(),
+        closed_form_meta_gradient(w0, x, y, alpha, steps, True),
+        rtol=1e-9,
+        atol=1e-12,
+    )
+    assert own_pool_calls == []
+
+
+def test_after_tensorflow_started_only_global_threads_are_refused():
     tf.constant(1.0) + 1.0  # TensorFlow has started in this process
-    assert keras_meta.config.task_parallelism() == 1
-    if not tf.config.list_physical_devices("GPU"):  # a GPU needs no change
-        with pytest.raises(RuntimeError, match="at the start of the program"):
-            keras_meta.config.set_task_parallelism(2)
-        assert keras_meta.config.task_parallelism() == 1
-    # The default needs no change, so it is accepted.
-    assert keras_meta.config.set_task_parallelism(1) == 1
-    # Tasks in flight alone can change: TensorFlow's threading stays.
     threads = tf.config.threading.get_intra_op_parallelism_threads()
     try:
+        # The tasks' own pool and the tasks in flight need no restart.
+        assert keras_meta.config.set_task_parallelism(2) == 2
         assert keras_meta.config.set_task_parallelism(2, None) == 2
         assert keras_meta.config.task_parallelism() == 2
-        assert tf.config.threading.get_intra_op_parallelism_threads() == threads
+        assert keras_meta.config.private_pool_threads() is None
+        assert tf.config.threading.get_intra_op_parallelism_threads() == (
+            threads
+        )
+        if CPU_ONLY:  # a GPU needs no change
+            with pytest.raises(RuntimeError, match="at the start of the"):
+                keras_meta.config.set_task_parallelism(3, "global")
         with pytest.raises(ValueError, match="threads_per_op"):
             keras_meta.config.set_task_parallelism(2, threads_per_op=1)
+        assert keras_meta.config.task_parallelism() == 2
     finally:
-        keras_meta.config.set_task_parallelism(1)
+        keras_meta.config.set_task_parallelism()
 
 
 @pytest.mark.parametrize(

@@ -87,7 +87,10 @@ def define_steering(algorithm):
         "task_parallelism",
         "auto",
         "Tasks of a meta-batch run at once, sharing the CPU cores "
-        "(keras_meta.config.set_task_parallelism): a positive int, or auto.",
+        "(keras_meta.config.set_task_parallelism(N, 'global'): TensorFlow's "
+        "threads per op become cores // N on a CPU-only host): a positive "
+        "int, or auto (2 on a CPU-only host with 2 cores or more, 1 for "
+        "pretrain or with a GPU).",
     )
     flags.DEFINE_enum(
         "strategy",

@@ -187,7 +187,13 @@ class MetaLearner(
         )
         return tf.TensorSpec(spec.shape, spec.dtype)
 
-    def _adapted(self, episode, steps, transductive):
+    def _own_pool(self):
+        """Whether a Keras step may run its tasks on a thread pool of their
+        own (`engine.tasks.map_tasks`): not under XLA (`jit_compile`) nor
+        `tf.distribute`, where a `tf.data` map cannot run."""
+        return not self.jit_compile and not tf.distribute.has_strategy()
+
+    def _adapted(self, episode, steps, transductive, own_pool=False):
         weights, state = self.weights_and_state()
 
         def one_task(task):
@@ -196,7 +202,10 @@ class MetaLearner(
             )[0]
 
         return map_tasks(
-            one_task, episode, self.prediction_spec(episode.query_x)
+            one_task,
+            episode,
+            self.prediction_spec(episode.query_x),
+            own_pool=own_pool,
         )
 
     def adapted_predictions(self, x, steps=None, bn_mode=None):
@@ -258,6 +267,7 @@ class MetaLearner(
                 [tf.TensorSpec(s.shape, s.dtype) for s in state],
             ),
             iteration=self.optimizer.iterations,
+            own_pool=self._own_pool(),
         )
         mean_update = [tf.reduce_mean(u, axis=0) for u in updates]
         values = [tf.convert_to_tensor(v) for v in variables]
@@ -296,7 +306,10 @@ class MetaLearner(
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         episode = self.episode(x, y, sample_weight)
         y_pred = self._adapted(
-            episode, self.eval_inner_steps, self.bn_mode == "transductive"
+            episode,
+            self.eval_inner_steps,
+            self.bn_mode == "transductive",
+            own_pool=self._own_pool(),
         )
         loss = self.task_loss(episode.query_y, y_pred, episode.sample_weight)
         return self._update_metrics(episode, y_pred, loss)
@@ -304,4 +317,9 @@ class MetaLearner(
     def predict_step(self, data):
         """Adapted query predictions `[T, Q, ...]`."""
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self(x, training=False)
+        return self._adapted(
+            self.episode(x),
+            self.eval_inner_steps,
+            self.bn_mode == "transductive",
+            own_pool=self._own_pool(),
+        )

@@ -2,8 +2,9 @@
 
 `Task` is what the hooks of a `MetaLearner` receive; `TaskUpdate` is what a
 task contributes to a meta-update; `map_tasks` runs a per-task function over
-the T tasks of an `Episode` with `tf.map_fn`, so nothing retraces per task
-and at most `keras_meta.config.task_parallelism()` tasks are in flight.
+the T tasks of an `Episode`, traced once for all of them, with at most
+`keras_meta.config.task_parallelism()` tasks in flight: in a `tf.map_fn`
+loop, or as a `tf.data` map on a thread pool of their own.
 """
 
 from typing import NamedTuple
@@ -11,7 +12,7 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
-from keras_meta.config import task_parallelism
+from keras_meta import config
 
 
 class Task(NamedTuple):
@@ -91,20 +92,71 @@ def task_seeds(count, iteration):
     return tf.stack([iteration, index], axis=1)
 
 
-def map_tasks(fn, episode, output_signature, iteration=0):
+def map_tasks(fn, episode, output_signature, iteration=0, own_pool=False):
     """`fn(Task) -> outputs` for each task of `episode`, stacked on a task
-    axis; a `tf.while_loop` (`tf.map_fn`) keeping at most
-    `task_parallelism()` tasks in flight, the bound on memory (each task in
-    flight holds its activations until its gradient is taken)."""
+    axis, with at most `task_parallelism()` tasks in flight (the bound on
+    memory: each task in flight holds its activations until its gradient is
+    taken).
+
+    With `own_pool` (the caller's word that no XLA or `tf.distribute`
+    context is around) and `config.private_pool_threads()` set, the tasks
+    run on a thread pool of their own (`on_own_pool`); otherwise in a
+    `tf.while_loop` (`tf.map_fn`) on TensorFlow's threading.
+    """
     fields = {
         name: value
         for name, value in episode._asdict().items()
         if value is not None
     }
     fields["seed"] = task_seeds(tf.shape(episode.support_x)[0], iteration)
+    threads = config.private_pool_threads() if own_pool else None
+    if threads:
+        return on_own_pool(fn, fields, output_signature, threads)
     return tf.map_fn(
         lambda elems: fn(Task(**elems)),
         fields,
         fn_output_signature=output_signature,
-        parallel_iterations=task_parallelism(),
+        parallel_iterations=config.task_parallelism(),
     )
+
+
+def on_own_pool(fn, fields, output_signature, threads_per_op):
+    """`map_tasks` as a `tf.data` map: `task_parallelism()` tasks at once on
+    a private pool, each op on `threads_per_op` threads.
+
+    This is how the tasks get one core each without changing TensorFlow's
+    process-wide thread pools (fixed at start-up and shared by every model
+    in the process). `tf.data` runs its functions on the host CPU, outside
+    XLA and `tf.distribute`, hence only there. The map is deterministic:
+    the outputs come in task order.
+    """
+    tasks = config.task_parallelism()
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = tasks * threads_per_op
+    options.threading.max_intra_op_parallelism = threads_per_op
+    options.autotune.enabled = False  # the pool is sized here
+    options.experimental_optimization.apply_default_optimizations = False
+    count = fields["support_x"].shape[0]
+
+    def one_task(elems):
+        # Dense, as tf.map_fn's signature makes them: a gradient can come
+        # as `tf.IndexedSlices` (MAML++'s per-step parameters, gathered).
+        return tuple(
+            tf.convert_to_tensor(value)
+            for value in tf.nest.flatten(fn(Task(**elems)))
+        )
+
+    stacked = (
+        tf.data.Dataset.from_tensor_slices(fields)
+        .map(one_task, num_parallel_calls=tasks, deterministic=True)
+        .batch(tf.cast(tf.shape(fields["support_x"])[0], tf.int64))
+        .with_options(options)
+        .get_single_element()
+    )
+    stacked = [
+        tf.ensure_shape(values, [count, *spec.shape])
+        for values, spec in zip(
+            stacked, tf.nest.flatten(output_signature), strict=True
+        )
+    ]
+    return tf.nest.pack_sequence_as(output_signature, stacked)
