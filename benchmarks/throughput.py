@@ -136,7 +136,11 @@ def measure(
     import keras
     import tensorflow as tf
 
-    from keras_meta.config import onednn_enabled, task_parallelism
+    from keras_meta.config import (
+        onednn_enabled,
+        private_pool_threads,
+        task_parallelism,
+    )
 
     config = CONFIGS[config_name]
     model = build(algorithm, config, inner_steps, recompute)
@@ -179,6 +183,10 @@ def measure(
         "dtype_policy": keras.config.dtype_policy().name,
         "threads_per_op": tf.config.threading.get_intra_op_parallelism_threads()
         or "default",
+        # Threads per op on the tasks' own pool (None: TensorFlow's pools).
+        "own_pool_threads": None
+        if algorithm == "pretrain"
+        else private_pool_threads(),
         "onednn": onednn_enabled(),
     }
 
@@ -311,12 +319,16 @@ def main():
     parser.add_argument(
         "--task_parallelism",
         default="auto",
-        help="keras_meta.config.set_task_parallelism for the meta-learners, "
-        "as the training scripts set it: auto (2 tasks at once, one thread "
-        "per op, on a CPU-only host; Pretrain keeps 1) or an int; 1 is "
-        "TensorFlow's default threading; default: nothing set, as in the "
-        "README's Example; inflight:N: N tasks in flight, TensorFlow's "
-        "threading untouched",
+        help="how the meta-learners' tasks share the cores. auto: as the "
+        "training scripts set it (2 tasks in a tf.map_fn loop, TensorFlow's "
+        "process-wide threads set to one per op, on a CPU-only host; "
+        "Pretrain keeps 1 task and TensorFlow's threading); default: "
+        "nothing set, as in the README's Example (2 tasks on a thread pool "
+        "of their own on a CPU-only host); an int N: "
+        "set_task_parallelism(N) (1: one task at a time on TensorFlow's "
+        "threading, the default before the tasks had a pool of their own); "
+        "inflight:N: N tasks in a tf.map_fn loop, TensorFlow's threading "
+        "untouched",
     )
     parser.add_argument(
         "--learn2learn_python",
@@ -345,16 +357,16 @@ def main():
         from keras_meta import config
 
         tasks = args.task_parallelism
-        if tasks == "auto":
-            tasks = "1" if args.child[0] == "pretrain" else "auto"
+        if tasks == "auto" and args.child[0] == "pretrain":
+            tasks = "1"  # as the scripts: large batches want every core
         if tasks.startswith("inflight:"):
             config.set_task_parallelism(
                 int(tasks.split(":")[1]), threads_per_op=None
             )
+        elif tasks == "auto":  # as the training scripts set it
+            config.set_task_parallelism("auto", "global")
         elif tasks != "default":  # default: what a bare Keras program gets
-            config.set_task_parallelism(
-                int(tasks) if tasks != "auto" else tasks
-            )
+            config.set_task_parallelism(int(tasks))
         import keras
 
         keras.config.set_dtype_policy(args.dtype_policy)
