@@ -224,8 +224,10 @@ def test_xla_compiled_steps_match_the_plain_ones():
                 for b, v in zip(before, model.learner.trainable_variables)
             ]
         )
+    # float32 through two inner steps, summed in another order by XLA's
+    # kernels than by oneDNN's: updates of size ~7 agree to ~3e-5 relative.
     for a, b in zip(*updates):
-        np.testing.assert_allclose(a, b, atol=1e-5)
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 # -- the run loop's pure pieces ------------------------------------------------
