@@ -208,6 +208,16 @@ class MetaLearner(
             own_pool=own_pool,
         )
 
+    def _evaluated(self, episode):
+        """A Keras step's adapted predictions: `eval_inner_steps`, the
+        model's `bn_mode`, on the tasks' own pool when allowed."""
+        return self._adapted(
+            episode,
+            self.eval_inner_steps,
+            self.bn_mode == "transductive",
+            own_pool=self._own_pool(),
+        )
+
     def adapted_predictions(self, x, steps=None, bn_mode=None):
         """Adapted query predictions `[T, Q, ...]` of the episode dict `x`,
         with `steps` inner steps (default `eval_inner_steps`) and batch-norm
@@ -305,21 +315,11 @@ class MetaLearner(
         """Adapts every task with `eval_inner_steps` and scores its query."""
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         episode = self.episode(x, y, sample_weight)
-        y_pred = self._adapted(
-            episode,
-            self.eval_inner_steps,
-            self.bn_mode == "transductive",
-            own_pool=self._own_pool(),
-        )
+        y_pred = self._evaluated(episode)
         loss = self.task_loss(episode.query_y, y_pred, episode.sample_weight)
         return self._update_metrics(episode, y_pred, loss)
 
     def predict_step(self, data):
         """Adapted query predictions `[T, Q, ...]`."""
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self._adapted(
-            self.episode(x),
-            self.eval_inner_steps,
-            self.bn_mode == "transductive",
-            own_pool=self._own_pool(),
-        )
+        return self._evaluated(self.episode(x))
