@@ -72,7 +72,14 @@ class TimeBudget(keras.callbacks.Callback):
 
     ANNEALS = ("linear", "cosine")
 
-    def __init__(self, seconds=None, anneal=None, elapsed=0.0, clock=None):
+    def __init__(
+        self,
+        seconds=None,
+        anneal=None,
+        elapsed=0.0,
+        clock=None,
+        schedule_iterations=None,
+    ):
         super().__init__()
         if seconds is not None and not seconds > 0:
             raise ValueError(f"seconds must be positive, got {seconds}.")
@@ -81,8 +88,18 @@ class TimeBudget(keras.callbacks.Callback):
                 f"anneal must be one of {self.ANNEALS} with a budget in "
                 f"seconds, got anneal={anneal!r}, seconds={seconds}."
             )
+        if schedule_iterations is not None and not (
+            seconds and schedule_iterations > 0
+        ):
+            raise ValueError(
+                "schedule_iterations must be a positive number of "
+                "iterations, with a budget in seconds; got "
+                f"schedule_iterations={schedule_iterations}, "
+                f"seconds={seconds}."
+            )
         self.seconds = seconds
         self.anneal = anneal
+        self.schedule_iterations = schedule_iterations
         self.elapsed = float(elapsed)
         self.clock = clock or time.monotonic
         self._since = None
@@ -121,10 +138,20 @@ class TimeBudget(keras.callbacks.Callback):
         self._run()
 
     def on_train_batch_begin(self, batch, logs=None):
+        clock = getattr(self.model, "schedule_clock", None)
+        if clock is None or not self.schedule_iterations:
+            clock = None
+        if not (self.anneal or clock is not None):
+            return
+        self._pause()
+        self._run()
+        f = self.fraction()
+        if clock is not None:
+            # The run ends at its budget or its iterations, whichever
+            # comes first: the schedules follow the one further along.
+            iterations = int(self.model.optimizer.iterations.numpy())
+            clock.assign(max(f * self.schedule_iterations, iterations))
         if self.anneal:
-            self._pause()
-            self._run()
-            f = self.fraction()
             factor = (
                 1 - f
                 if self.anneal == "linear"

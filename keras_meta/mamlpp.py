@@ -52,8 +52,13 @@ class MAMLPlusPlus(PerStepBatchNorm, MetaLearner):
     - Cosine annealing of the meta learning rate is the optimizer's
       (`keras.optimizers.schedules.CosineDecay`; the scripts set it).
 
-    Iteration-dependent behaviour (MSL, DA) follows the optimizer's
-    iteration count, so it survives `save`, `load_model` and `--resume`.
+    Iteration-dependent behaviour (MSL, DA) reads `schedule_iteration`:
+    the optimizer's iteration count, unless a callback sets the variable
+    `schedule_clock` (>= 0) to the iteration the run has reached on its
+    own scale: `keras_meta.callbacks.TimeBudget(schedule_iterations=N)`
+    sets it to the fraction of the time budget spent times N, so that in a
+    timed run the schedules take the same share of the run as over N
+    iterations. Both survive `save`, `load_model` and `--resume`.
 
     Args:
         learner: a built `keras.Model`; see `MetaLearner`.
@@ -111,6 +116,29 @@ class MAMLPlusPlus(PerStepBatchNorm, MetaLearner):
             trainable=learned_rates,
         )
         self.init_per_step_batch_norm(learner, per_step_batch_norm)
+        # Created last, so that models saved before it existed still load.
+        self.schedule_clock = add_weight_holding(
+            self, -1.0, "schedule_clock", "float32", trainable=False
+        )
+
+    def schedule_iteration(self):
+        """The iteration MSL and DA read (a float32 scalar tensor):
+        `schedule_clock` once a callback has set it (>= 0), else the
+        optimizer's iteration count."""
+        clock = tf.convert_to_tensor(self.schedule_clock)
+        iterations = tf.cast(self.optimizer.iterations, tf.float32)
+        return tf.where(clock >= 0.0, clock, iterations)
+
+    def load_own_variables(self, store):
+        """Loads this model's own variables; a model saved before
+        `schedule_clock` existed (one variable fewer) loads with the clock
+        unset."""
+        own = self._trainable_variables + self._non_trainable_variables
+        if len(store.keys()) != len(own) - 1:
+            return super().load_own_variables(store)
+        for i, variable in enumerate(own[:-1]):
+            variable.assign(store[str(i)])
+        self.schedule_clock.assign(-1.0)
 
     @property
     def meta_variables(self):
@@ -207,7 +235,7 @@ class MAMLPlusPlus(PerStepBatchNorm, MetaLearner):
     def task_update(self, weights, state, task):
         """The gradient of the (multi-step) query loss with respect to
         `meta_variables`: first order until `first_order_iterations`."""
-        iteration = tf.cast(self.optimizer.iterations, tf.float32)
+        iteration = self.schedule_iteration()
         steps = self.inner_steps
         if self.multi_step_loss and self.multi_step_loss_iterations:
             query_weights = multi_step_loss_weights(

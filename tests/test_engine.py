@@ -289,3 +289,64 @@ def test_time_budget_stops_training_and_anneals_over_the_time_spent():
     np.testing.assert_allclose(rates, [0.5, 0.5 * 0.7, 0.5 * 0.4, 0.5 * 0.1])
     assert budget.spent and budget.elapsed == pytest.approx(120.0)
     assert history.history["train_seconds"] == [pytest.approx(120.0)]
+
+
+@pytest.mark.parametrize(
+    "schedule_iterations, expected",
+    # At 0, 30, 60 and 90 s of a 100 s budget: 0.3 of 50 iterations is 15;
+    # of 2 iterations, the 1, 2, 3 iterations done are further along.
+    [(50, [0.0, 15.0, 30.0, 45.0]), (2, [0.0, 1.0, 2.0, 3.0])],
+)
+def test_time_budget_sets_the_schedule_clock(schedule_iterations, expected):
+    """A timed run's MAML++ schedules take the share of the time that they
+    take of `schedule_iterations`: `schedule_clock` is the fraction of the
+    budget spent times it, or the iterations done if more."""
+    x, y = classification_episode()
+    model = keras_meta.MAMLPlusPlus(
+        small_classifier(0), inner_lr=0.3, inner_steps=2
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=LOSS)
+    clock = FakeClock()
+    budget = keras_meta.callbacks.TimeBudget(
+        100.0, clock=clock, schedule_iterations=schedule_iterations
+    )
+    seen = []
+
+    class Tick(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            seen.append(float(self.model.schedule_clock.numpy()))
+            clock.now += 30.0
+
+    dataset = tf.data.Dataset.from_tensors((x, y)).repeat()
+    callbacks = [budget, Tick()]
+    model.fit(dataset, steps_per_epoch=10, callbacks=callbacks, verbose=0)
+    np.testing.assert_allclose(seen, expected)
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="schedule_iterations"):
+        keras_meta.callbacks.TimeBudget(schedule_iterations=50)
+
+
+def test_mamlpp_saved_before_the_schedule_clock_still_loads():
+    """A store without the last variable (`schedule_clock`, added later)
+    loads every other variable and leaves the clock unset."""
+
+    def build(seed):
+        return keras_meta.MAMLPlusPlus(
+            small_classifier(seed), inner_lr=0.3, inner_steps=2
+        )
+
+    saved, loaded = build(0), build(1)
+    saved.inner_lrs.assign(saved.inner_lrs.numpy() * 2.0)
+    saved.schedule_clock.assign(7.0)
+    own = saved._trainable_variables + saved._non_trainable_variables
+    assert own[-1] is saved.schedule_clock
+    old_store = {str(i): v.numpy() for i, v in enumerate(own[:-1])}
+    loaded.schedule_clock.assign(3.0)
+    loaded.load_own_variables(old_store)
+    np.testing.assert_allclose(loaded.inner_lrs.numpy(), 0.6, rtol=1e-6)
+    assert float(loaded.schedule_clock.numpy()) == -1.0
+    full_store = {**old_store, str(len(own) - 1): np.float32(7.0)}
+    loaded.load_own_variables(full_store)
+    assert float(loaded.schedule_clock.numpy()) == 7.0
+    with pytest.raises(ValueError):
+        loaded.load_own_variables({"0": own[0].numpy()})

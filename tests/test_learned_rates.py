@@ -113,14 +113,16 @@ def regression_tasks(tasks=2, shots=5, queries=4):
 
 
 @pytest.mark.parametrize(
-    "iteration, multi_step", [(0, True), (3, True), (0, False)]
+    "iteration, clock, multi_step",
+    [(0, None, True), (3, None, True), (0, None, False), (0, 3.0, True)],
 )
 def test_mamlpp_meta_gradient_matches_finite_differences(
-    float64, iteration, multi_step
+    float64, iteration, clock, multi_step
 ):
     """Two steps with learned per-step, per-variable rates; the multi-step
     loss is its weighted sum of per-step query losses (weights at the
-    iteration reached), or the last step's alone."""
+    iteration reached, or at `schedule_clock` once a callback has set it),
+    or the last step's alone."""
     x, y = regression_tasks()
     learner = tanh_net()
     model = keras_meta.MAMLPlusPlus(
@@ -136,13 +138,16 @@ def test_mamlpp_meta_gradient_matches_finite_differences(
     model.compile(optimizer=keras.optimizers.SGD(1.0), loss="mse")
     model.optimizer.build(model.trainable_variables)
     model.optimizer.iterations.assign(iteration)
+    if clock is not None:
+        model.schedule_clock.assign(clock)
+    reached = iteration if clock is None else clock
     params = [v.numpy().copy() for v in learner.trainable_variables]
     if multi_step:
-        weights = multi_step_loss_weights(2, iteration / 4).numpy()
+        weights = multi_step_loss_weights(2, reached / 4).numpy()
         # The authors' schedule, by hand: uniform 1/2 at 0; at 3/4 of the
         # way the first weight is max(1/2 - 3/8, 0.015), the last 1 - that.
         assert np.allclose(
-            weights, [0.5, 0.5] if iteration == 0 else [0.125, 0.875]
+            weights, [0.5, 0.5] if reached == 0 else [0.125, 0.875]
         )
     else:
         weights = np.array([0.0, 1.0])
@@ -158,10 +163,13 @@ def test_mamlpp_meta_gradient_matches_finite_differences(
 
 def test_mamlpp_derivative_order_switches_at_its_iteration(float64):
     """First order (the same as MAML's first-order update with the same
-    rates) before `first_order_iterations`, second order from it."""
+    rates) before `first_order_iterations`, second order from it, counted
+    by the optimizer or by `schedule_clock` once set."""
     x, y = regression_tasks()
     updates = {}
-    for name, start in (("before", 1), ("after", 2)):
+    # The optimizer's iteration, or the schedule clock a callback set.
+    runs = (("before", 1, -1.0), ("after", 2, -1.0), ("clock", 1, 2.0))
+    for name, start, clock in runs:
         keras.utils.set_random_seed(7)
         learner = tanh_net()
         model = keras_meta.MAMLPlusPlus(
@@ -175,6 +183,7 @@ def test_mamlpp_derivative_order_switches_at_its_iteration(float64):
         model.compile(optimizer=keras.optimizers.SGD(1.0), loss="mse")
         model.optimizer.build(model.trainable_variables)
         model.optimizer.iterations.assign(start)
+        model.schedule_clock.assign(clock)
         updates[name] = meta_step(model, x, y, learner.trainable_variables)
     references = {}
     for name, first_order in (("before", True), ("after", False)):
@@ -185,7 +194,8 @@ def test_mamlpp_derivative_order_switches_at_its_iteration(float64):
         references[name] = meta_step(
             maml, x, y, maml.learner.trainable_variables
         )
-    for name in ("before", "after"):
+    references["clock"] = references["after"]
+    for name in ("before", "after", "clock"):
         for a, b in zip(updates[name], references[name]):
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
     assert not np.allclose(references["before"][0], references["after"][0])

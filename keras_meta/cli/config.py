@@ -71,14 +71,16 @@ class RunConfig:
     multi_step_loss_iterations: int = _field(
         5000,
         "MAML++: iterations over which the multi-step loss weights anneal "
-        "towards the last step (0: last step only).",
+        "towards the last step (0: last step only); with --minutes, the "
+        "same share of the time budget as of --iterations.",
         lower=0,
         only=("mamlpp",),
     )
     first_order_iterations: int = _field(
         0,
         "MAML++: first-order meta-gradients for this many iterations, "
-        "second-order after (derivative-order annealing).",
+        "second-order after (derivative-order annealing); with --minutes, "
+        "the same share of the time budget as of --iterations.",
         lower=0,
         only=("mamlpp",),
     )

@@ -118,6 +118,11 @@ def callbacks_for(model, config, folder, state, interrupt, snapshots):
             else None
         ),
         elapsed=(state or {}).get("train_seconds", 0.0),
+        # In a timed run, the model's iteration schedules (MAML++'s) take
+        # the share of the time they take of the preset's iterations.
+        schedule_iterations=(
+            None if config.minutes is None else config.iterations
+        ),
     )
     iteration = (state or {}).get("iteration", 0)
     mid_epoch = iteration % config.eval_every
