@@ -350,3 +350,41 @@ def test_mamlpp_saved_before_the_schedule_clock_still_loads():
     assert float(loaded.schedule_clock.numpy()) == 7.0
     with pytest.raises(ValueError):
         loaded.load_own_variables({"0": own[0].numpy()})
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_moving_statistics_become_their_mean_over_the_tasks(
+    float64, jit_compile
+):
+    """Batch norm on the inputs: each task's moving statistics move with its
+    support set (the inner step) and then its query set (the meta-loss),
+    `m <- 0.5 m + 0.5 batch`; after the meta-update the variables hold the
+    mean over the tasks (numpy), on the tasks' own pool and in the loop."""
+    tasks, dim = 5, 3
+    x = {
+        "support_x": RNG.normal(1.0, 2.0, (tasks, 6, dim)),
+        "support_y": RNG.integers(0, 2, (tasks, 6)),
+        "query_x": RNG.normal(-1.0, 0.5, (tasks, 4, dim)),
+    }
+    y = RNG.integers(0, 2, (tasks, 4))
+    learner = keras.Sequential(
+        [
+            keras.Input((dim,)),
+            keras.layers.BatchNormalization(momentum=0.5),
+            keras.layers.Dense(2),
+        ]
+    )
+    model = keras_meta.MAML(learner, inner_lr=0.1)
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.1), loss=LOSS, jit_compile=jit_compile
+    )
+    model.fit(x, y, batch_size=tasks, verbose=0)
+    mean, variance = np.zeros((tasks, dim)), np.ones((tasks, dim))
+    for part in (x["support_x"], x["query_x"]):
+        mean = 0.5 * mean + 0.5 * part.mean(axis=1)
+        variance = 0.5 * variance + 0.5 * part.var(axis=1)
+    bn = learner.layers[0]
+    np.testing.assert_allclose(bn.moving_mean.numpy(), mean.mean(0), rtol=1e-9)
+    np.testing.assert_allclose(
+        bn.moving_variance.numpy(), variance.mean(0), rtol=1e-9
+    )
