@@ -50,7 +50,10 @@ from keras_meta.engine.inputs import EpisodeInputs
 from keras_meta.engine.learner_calls import LearnerCalls
 from keras_meta.engine.settings import Settings, check_bn_mode
 from keras_meta.engine.single_task import SingleTask
-from keras_meta.engine.tasks import TaskUpdate, map_tasks, sum_tasks
+from keras_meta.engine.tasks import (
+    TaskUpdate,
+    map_tasks,
+)
 from keras_meta.learner_parts import BatchNormStatistics
 
 
@@ -259,50 +262,45 @@ class MetaLearner(
             else "float32"
         )
 
-        # Float state (moving statistics) is averaged over the tasks, so
-        # summed as they finish like the updates; other state (seeds)
-        # comes from the last task, so it is stacked.
-        averaged = [_is_float(v) for v in self.state_variables]
-
         def one_task(task):
             update = self.task_update(weights, state, task)
             loss = tf.cast(update.loss, loss_dtype)
-            floats = [s for s, a in zip(update.state, averaged) if a]
-            others = [s for s, a in zip(update.state, averaged) if not a]
-            summed = (update.update, floats)
-            return summed, (loss, update.predictions, others)
+            return update.update, loss, update.predictions, update.state
 
-        specs = [tf.TensorSpec(s.shape, s.dtype) for s in state]
-        (update_sums, state_sums), (losses, y_pred, last_states) = sum_tasks(
+        updates, losses, y_pred, states = map_tasks(
             one_task,
             episode,
             (
                 [tf.TensorSpec(v.shape, v.dtype) for v in variables],
-                [s for s, a in zip(specs, averaged) if a],
-            ),
-            (
                 tf.TensorSpec([], loss_dtype),
                 self.prediction_spec(episode.query_x),
-                [s for s, a in zip(specs, averaged) if not a],
+                [tf.TensorSpec(s.shape, s.dtype) for s in state],
             ),
             iteration=self.optimizer.iterations,
             own_pool=self._own_pool(),
         )
-        tasks = tf.shape(episode.support_x)[0]
-        mean_update = [_divide(u, tasks) for u in update_sums]
+        mean_update = [tf.reduce_mean(u, axis=0) for u in updates]
         values = [tf.convert_to_tensor(v) for v in variables]
         grads = self.meta_gradients(values, mean_update)
         self.optimizer.apply_gradients(
             zip(distribute.scale_to_global(grads), variables)
         )
-        means, lasts = iter(state_sums), iter(last_states)
-        for variable, average in zip(self.state_variables, averaged):
-            if average:
-                value = _divide(next(means), tasks)
-                variable.assign(distribute.mean_over_replicas(value))
-            else:
-                variable.assign(next(lasts)[-1])
+        self._assign_state(states)
         return self._update_metrics(episode, y_pred, tf.reduce_mean(losses))
+
+    def _assign_state(self, task_states):
+        """Sets `state_variables` from per-task values `[T, ...]`: float
+        state (moving statistics) to the mean over all tasks (of every
+        replica), other state (seeds) to the last task's."""
+        for variable, values in zip(self.state_variables, task_states):
+            if variable.dtype.startswith(("float", "bfloat")):
+                variable.assign(
+                    distribute.mean_over_replicas(
+                        tf.reduce_mean(values, axis=0)
+                    )
+                )
+            else:
+                variable.assign(values[-1])
 
     def _update_metrics(self, episode, y_pred, loss):
         self._loss_tracker.update_state(
@@ -325,12 +323,3 @@ class MetaLearner(
         """Adapted query predictions `[T, Q, ...]`."""
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         return self._evaluated(self.episode(x))
-
-
-def _is_float(variable):
-    return variable.dtype.startswith(("float", "bfloat"))
-
-
-def _divide(total, count):
-    """`total / count`, the mean over `count` tasks of a sum."""
-    return total / tf.cast(count, total.dtype)

@@ -4,9 +4,7 @@
 task contributes to a meta-update; `map_tasks` runs a per-task function over
 the T tasks of an `Episode`, traced once for all of them, with at most
 `keras_meta.config.task_parallelism()` tasks in flight: in a `tf.map_fn`
-loop, or as a `tf.data` map on a thread pool of their own. `sum_tasks` does
-the same but sums part of the outputs as the tasks finish, so that a
-meta-update holds one running sum of the tasks' gradients, not T of them.
+loop, or as a `tf.data` map on a thread pool of their own.
 """
 
 from typing import NamedTuple
@@ -94,17 +92,6 @@ def task_seeds(count, iteration):
     return tf.stack([iteration, index], axis=1)
 
 
-def _task_fields(episode, iteration):
-    """The per-task tensors `[T, ...]` of `episode`, seeds included."""
-    fields = {
-        name: value
-        for name, value in episode._asdict().items()
-        if value is not None
-    }
-    fields["seed"] = task_seeds(tf.shape(episode.support_x)[0], iteration)
-    return fields
-
-
 def map_tasks(fn, episode, output_signature, iteration=0, own_pool=False):
     """`fn(Task) -> outputs` for each task of `episode`, stacked on a task
     axis, with at most `task_parallelism()` tasks in flight (the bound on
@@ -116,13 +103,15 @@ def map_tasks(fn, episode, output_signature, iteration=0, own_pool=False):
     run on a thread pool of their own (`on_own_pool`); otherwise in a
     `tf.while_loop` (`tf.map_fn`) on TensorFlow's threading.
     """
-    fields = _task_fields(episode, iteration)
+    fields = {
+        name: value
+        for name, value in episode._asdict().items()
+        if value is not None
+    }
+    fields["seed"] = task_seeds(tf.shape(episode.support_x)[0], iteration)
     threads = config.private_pool_threads() if own_pool else None
     if threads:
-        _, stacked = on_own_pool(
-            lambda task: ((), fn(task)), fields, (), output_signature, threads
-        )
-        return stacked
+        return on_own_pool(fn, fields, output_signature, threads)
     return tf.map_fn(
         lambda elems: fn(Task(**elems)),
         fields,
@@ -131,76 +120,9 @@ def map_tasks(fn, episode, output_signature, iteration=0, own_pool=False):
     )
 
 
-def sum_tasks(
-    fn,
-    episode,
-    sum_signature,
-    stack_signature,
-    iteration=0,
-    own_pool=False,
-):
-    """`map_tasks` for `fn(Task) -> (to_sum, to_stack)`: returns `(sums,
-    stacked)`, the first part of the outputs summed over the tasks as they
-    finish (in task order, so the result is deterministic), the second
-    stacked on a task axis.
-
-    A meta-update needs only the sum of the tasks' gradients: one running
-    sum of the meta-variables' size in place of T of them (for conv4 on
-    32 tasks, 14 MB less per list of gradients, at the peak, where two
-    tasks hold their activations).
-    """
-    fields = _task_fields(episode, iteration)
-    threads = config.private_pool_threads() if own_pool else None
-    if threads:
-        return on_own_pool(fn, fields, sum_signature, stack_signature, threads)
-    count = fields["support_x"].shape[0] or tf.shape(fields["support_x"])[0]
-    arrays = [
-        tf.TensorArray(spec.dtype, size=count, element_shape=spec.shape)
-        for spec in tf.nest.flatten(stack_signature)
-    ]
-
-    def body(i, sums, arrays):
-        to_sum, to_stack = fn(
-            Task(**{name: values[i] for name, values in fields.items()})
-        )
-        sums = _add(sums, to_sum)
-        arrays = [
-            array.write(i, tf.convert_to_tensor(value))
-            for array, value in zip(arrays, tf.nest.flatten(to_stack))
-        ]
-        return i + 1, sums, arrays
-
-    _, sums, arrays = tf.while_loop(
-        lambda i, *_: i < count,
-        body,
-        (tf.constant(0), _zeros(sum_signature), arrays),
-        parallel_iterations=config.task_parallelism(),
-        maximum_iterations=count,
-    )
-    stacked = [array.stack() for array in arrays]
-    return sums, tf.nest.pack_sequence_as(stack_signature, stacked)
-
-
-def _zeros(signature):
-    return tf.nest.map_structure(
-        lambda spec: tf.zeros(spec.shape, spec.dtype), signature
-    )
-
-
-def _add(sums, values):
-    # Dense, as tf.map_fn's signature makes them: a gradient can come as
-    # `tf.IndexedSlices` (MAML++'s per-step parameters, gathered).
-    return tf.nest.map_structure(
-        lambda total, value: total + tf.convert_to_tensor(value),
-        sums,
-        values,
-    )
-
-
-def on_own_pool(fn, fields, sum_signature, stack_signature, threads_per_op):
-    """`sum_tasks` as a `tf.data` map: `task_parallelism()` tasks at once on
-    a private pool, each op on `threads_per_op` threads, their outputs
-    summed and stacked as they come.
+def on_own_pool(fn, fields, output_signature, threads_per_op):
+    """`map_tasks` as a `tf.data` map: `task_parallelism()` tasks at once on
+    a private pool, each op on `threads_per_op` threads.
 
     This is how the tasks get one core each without changing TensorFlow's
     process-wide thread pools (fixed at start-up and shared by every model
@@ -214,41 +136,27 @@ def on_own_pool(fn, fields, sum_signature, stack_signature, threads_per_op):
     options.threading.max_intra_op_parallelism = threads_per_op
     options.autotune.enabled = False  # the pool is sized here
     options.experimental_optimization.apply_default_optimizations = False
-    count = fields["support_x"].shape[0] or tf.shape(fields["support_x"])[0]
-    stack_specs = tf.nest.flatten(stack_signature)
+    count = fields["support_x"].shape[0]
 
     def one_task(elems):
-        to_sum, to_stack = fn(Task(**elems))
-        return (
-            tuple(tf.nest.flatten(_add(_zeros(sum_signature), to_sum))),
-            tuple(tf.convert_to_tensor(v) for v in tf.nest.flatten(to_stack)),
+        # Dense, as tf.map_fn's signature makes them: a gradient can come
+        # as `tf.IndexedSlices` (MAML++'s per-step parameters, gathered).
+        return tuple(
+            tf.convert_to_tensor(value)
+            for value in tf.nest.flatten(fn(Task(**elems)))
         )
 
-    def reduce(carry, outputs):
-        sums, arrays, i = carry
-        to_sum, to_stack = outputs
-        sums = tuple(total + value for total, value in zip(sums, to_sum))
-        arrays = tuple(
-            array.write(i, value) for array, value in zip(arrays, to_stack)
-        )
-        return sums, arrays, i + 1
-
-    initial = (
-        tuple(tf.nest.flatten(_zeros(sum_signature))),
-        tuple(
-            tf.TensorArray(spec.dtype, size=count, element_shape=spec.shape)
-            for spec in stack_specs
-        ),
-        tf.constant(0),
-    )
-    sums, arrays, _ = (
+    stacked = (
         tf.data.Dataset.from_tensor_slices(fields)
         .map(one_task, num_parallel_calls=tasks, deterministic=True)
+        .batch(tf.cast(tf.shape(fields["support_x"])[0], tf.int64))
         .with_options(options)
-        .reduce(initial, reduce)
+        .get_single_element()
     )
-    stacked = [array.stack() for array in arrays]
-    return (
-        tf.nest.pack_sequence_as(sum_signature, list(sums)),
-        tf.nest.pack_sequence_as(stack_signature, stacked),
-    )
+    stacked = [
+        tf.ensure_shape(values, [count, *spec.shape])
+        for values, spec in zip(
+            stacked, tf.nest.flatten(output_signature), strict=True
+        )
+    ]
+    return tf.nest.pack_sequence_as(output_signature, stacked)
