@@ -138,19 +138,18 @@ class TimeBudget(keras.callbacks.Callback):
         self._run()
 
     def on_train_batch_begin(self, batch, logs=None):
-        clock = getattr(self.model, "schedule_clock", None)
-        if clock is None or not self.schedule_iterations:
-            clock = None
-        if not (self.anneal or clock is not None):
+        schedule = (
+            getattr(self.model, "schedule_clock", None)
+            if self.schedule_iterations
+            else None
+        )
+        if not self.anneal and schedule is None:
             return
         self._pause()
         self._run()
         f = self.fraction()
-        if clock is not None:
-            # The run ends at its budget or its iterations, whichever
-            # comes first: the schedules follow the one further along.
-            iterations = int(self.model.optimizer.iterations.numpy())
-            clock.assign(max(f * self.schedule_iterations, iterations))
+        if schedule is not None:
+            schedule.assign(f * self.schedule_iterations)
         if self.anneal:
             factor = (
                 1 - f

@@ -19,6 +19,7 @@ most cells (`benchmarks/README.md`). With a GPU or TPU, under XLA or
     keras_meta.config.set_task_parallelism(1)  # one task at a time
 """
 
+import functools
 import os
 import warnings
 
@@ -38,6 +39,7 @@ def _cores():
     return os.cpu_count() or 1
 
 
+@functools.cache  # a process's physical devices do not change
 def _has_accelerator():
     return bool(
         tf.config.list_physical_devices("GPU")

@@ -52,13 +52,14 @@ class MAMLPlusPlus(PerStepBatchNorm, MetaLearner):
     - Cosine annealing of the meta learning rate is the optimizer's
       (`keras.optimizers.schedules.CosineDecay`; the scripts set it).
 
-    Iteration-dependent behaviour (MSL, DA) reads `schedule_iteration`:
-    the optimizer's iteration count, unless a callback sets the variable
-    `schedule_clock` (>= 0) to the iteration the run has reached on its
-    own scale: `keras_meta.callbacks.TimeBudget(schedule_iterations=N)`
-    sets it to the fraction of the time budget spent times N, so that in a
-    timed run the schedules take the same share of the run as over N
-    iterations. Both survive `save`, `load_model` and `--resume`.
+    Iteration-dependent behaviour (MSL, DA) reads `schedule_iteration()`:
+    the optimizer's iteration count, or the variable `schedule_clock` if a
+    callback has set it further (it starts at -1):
+    `keras_meta.callbacks.TimeBudget(schedule_iterations=N)` sets it to the
+    fraction of the time budget spent times N, so that in a timed run the
+    schedules take the same share of the run as over N iterations (a run
+    ends at its budget or its iterations, whichever comes first). Both
+    survive `save`, `load_model` and `--resume`.
 
     Args:
         learner: a built `keras.Model`; see `MetaLearner`.
@@ -122,12 +123,10 @@ class MAMLPlusPlus(PerStepBatchNorm, MetaLearner):
         )
 
     def schedule_iteration(self):
-        """The iteration MSL and DA read (a float32 scalar tensor):
-        `schedule_clock` once a callback has set it (>= 0), else the
-        optimizer's iteration count."""
-        clock = tf.convert_to_tensor(self.schedule_clock)
+        """The iteration MSL and DA read (a float32 scalar tensor): the
+        optimizer's iteration count or `schedule_clock`, the larger."""
         iterations = tf.cast(self.optimizer.iterations, tf.float32)
-        return tf.where(clock >= 0.0, clock, iterations)
+        return tf.maximum(tf.convert_to_tensor(self.schedule_clock), iterations)
 
     def load_own_variables(self, store):
         """Loads this model's own variables; a model saved before

@@ -299,8 +299,8 @@ def test_time_budget_stops_training_and_anneals_over_the_time_spent():
 )
 def test_time_budget_sets_the_schedule_clock(schedule_iterations, expected):
     """A timed run's MAML++ schedules take the share of the time that they
-    take of `schedule_iterations`: `schedule_clock` is the fraction of the
-    budget spent times it, or the iterations done if more."""
+    take of `schedule_iterations`: the iteration they read is the fraction
+    of the budget spent times it, or the iterations done if more."""
     x, y = classification_episode()
     model = keras_meta.MAMLPlusPlus(
         small_classifier(0), inner_lr=0.3, inner_steps=2
@@ -314,7 +314,7 @@ def test_time_budget_sets_the_schedule_clock(schedule_iterations, expected):
 
     class Tick(keras.callbacks.Callback):
         def on_train_batch_begin(self, batch, logs=None):
-            seen.append(float(self.model.schedule_clock.numpy()))
+            seen.append(float(self.model.schedule_iteration()))
             clock.now += 30.0
 
     dataset = tf.data.Dataset.from_tensors((x, y)).repeat()
