@@ -131,6 +131,7 @@ def measure(
     iterations,
     inner_steps=None,
     recompute="auto",
+    tasks_per_group="default",
 ):
     """Runs in the subprocess: returns a dict of figures."""
     import keras
@@ -144,6 +145,10 @@ def measure(
 
     config = CONFIGS[config_name]
     model = build(algorithm, config, inner_steps, recompute)
+    if tasks_per_group == "off":
+        model.vectorize_tasks = False
+    elif tasks_per_group != "default":
+        model.tasks_per_group = int(tasks_per_group)
     data = synthetic_data(algorithm, config)
     times = []
 
@@ -180,6 +185,10 @@ def measure(
             or (model.recompute == "auto" and model.inner_steps > 1)
         ),
         "tasks_in_flight": task_parallelism(),
+        # Tasks run together under tf.vectorized_map (None: one by one).
+        "tasks_per_group": getattr(model, "tasks_per_group", None)
+        if getattr(model, "vectorize_tasks", False)
+        else None,
         "dtype_policy": keras.config.dtype_policy().name,
         "threads_per_op": tf.config.threading.get_intra_op_parallelism_threads()
         or "default",
@@ -226,6 +235,8 @@ def run_child(algorithm, config_name, args, extra=()):
             args.task_parallelism,
             "--dtype_policy",
             args.dtype_policy,
+            "--tasks_per_group",
+            args.tasks_per_group,
             *extra,
         ],
         f"{algorithm} on {config_name}",
@@ -236,7 +247,12 @@ def run_child(algorithm, config_name, args, extra=()):
         f"{r['seconds_per_iteration']:7.3f} s/it "
         f"{r['tasks_per_second']:7.1f} tasks/s "
         f"{r['peak_rss_mib']:7.0f} MiB peak "
-        f"({r['tasks_in_flight']} task(s) in flight)",
+        f"({r['tasks_in_flight']} task(s) in flight"
+        + (
+            f", groups of {r['tasks_per_group']} vectorized)"
+            if r.get("tasks_per_group")
+            else ")"
+        ),
         flush=True,
     )
     return r
@@ -350,6 +366,13 @@ def main():
         help="keras.config.set_dtype_policy before building, e.g. "
         "mixed_bfloat16 (a lever measured in benchmarks/README.md)",
     )
+    parser.add_argument(
+        "--tasks_per_group",
+        default="default",
+        help="for algorithms whose tasks vectorize (ANIL): N tasks batched "
+        "together under tf.vectorized_map, or off: one task at a time as "
+        "the others (default: the algorithm's own setting)",
+    )
     args = parser.parse_args()
 
     if args.child:
@@ -376,6 +399,7 @@ def main():
             args.iterations,
             args.inner_steps,
             {"true": True, "false": False}.get(args.recompute, "auto"),
+            args.tasks_per_group,
         )
         print("RESULT " + json.dumps(result))
         return

@@ -24,7 +24,14 @@ class ANIL(MetaLearner):
             chain (for `conv4`, the final Dense layer).
         inner_lr, inner_steps, eval_inner_steps: as for `MAML`.
         head_layers: how many final layers the inner loop adapts.
+
+    Its tasks run together (`vectorize_tasks`), `tasks_per_group` at a time:
+    the body's weights are the same for every task, so its layers run once
+    on the group's images (batch-norm statistics still per task), and the
+    meta-gradient reaches the body in one backward pass.
     """
+
+    vectorize_tasks = True
 
     def __init__(
         self,

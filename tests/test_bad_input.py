@@ -125,3 +125,15 @@ def test_bad_episode_arguments():
         keras_meta.data.episodes_from_arrays(images[:5], labels, 2, 1, 1, 2)
     with pytest.raises(TypeError, match="shots must be an int"):
         keras_meta.data.episodes_from_arrays(images, labels, 2, "1", 1, 2)
+
+
+def test_vectorized_tasks_need_the_default_task_update():
+    class Custom(keras_meta.MAML):
+        vectorize_tasks = True
+
+        def task_update(self, weights, state, task):
+            return super().task_update(weights, state, task)
+
+    learner = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    with pytest.raises(TypeError, match="vectorize_tasks"):
+        Custom(learner)

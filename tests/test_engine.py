@@ -352,15 +352,17 @@ def test_mamlpp_saved_before_the_schedule_clock_still_loads():
         loaded.load_own_variables({"0": own[0].numpy()})
 
 
+@pytest.mark.parametrize("algorithm", ["maml", "anil"])
 @pytest.mark.parametrize("jit_compile", [False, True])
 def test_moving_statistics_become_their_mean_over_the_tasks(
-    float64, jit_compile
+    float64, jit_compile, algorithm
 ):
     """Batch norm on the inputs: each task's moving statistics move with its
     support set (the inner step) and then its query set (the meta-loss),
     `m <- 0.5 m + 0.5 batch`; after the meta-update the variables hold the
-    mean over the tasks (numpy), on the tasks' own pool and in the loop."""
-    tasks, dim = 5, 3
+    mean over the tasks (numpy): MAML's tasks on their own pool and in the
+    loop, ANIL's vectorized in two groups of three."""
+    tasks, dim = 6, 3
     x = {
         "support_x": RNG.normal(1.0, 2.0, (tasks, 6, dim)),
         "support_y": RNG.integers(0, 2, (tasks, 6)),
@@ -374,7 +376,11 @@ def test_moving_statistics_become_their_mean_over_the_tasks(
             keras.layers.Dense(2),
         ]
     )
-    model = keras_meta.MAML(learner, inner_lr=0.1)
+    if algorithm == "maml":
+        model = keras_meta.MAML(learner, inner_lr=0.1)
+    else:
+        model = keras_meta.ANIL(learner, inner_lr=0.1)
+        model.tasks_per_group = 4
     model.compile(
         optimizer=keras.optimizers.SGD(0.1), loss=LOSS, jit_compile=jit_compile
     )

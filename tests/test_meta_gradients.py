@@ -216,6 +216,72 @@ def test_meta_gradient_matches_finite_differences(
     assert np.abs(before[0] - after[0]).max() > 1e-4
 
 
+def numpy_batch_norm_features(params, x):
+    """Dense + tanh, then batch norm with the batch's own statistics
+    (Keras's epsilon 1e-3): ANIL's body in training mode."""
+    w1, b1, gamma, beta = params[:4]
+    hidden = np.tanh(x @ w1 + b1)
+    normed = (hidden - hidden.mean(0)) / np.sqrt(hidden.var(0) + 1e-3)
+    return gamma * normed + beta
+
+
+def numpy_anil_batch_norm_meta_loss(params, x, query_y, alpha, steps):
+    """Mean query loss over tasks after `steps` head-only steps, each task's
+    support and query normalised by their own batch statistics."""
+    losses = []
+    for t in range(len(query_y)):
+        support = numpy_batch_norm_features(params, x["support_x"][t])
+        labels = x["support_y"][t]
+        w2, b2 = params[4], params[5]
+        for _ in range(steps):
+            logits = support @ w2 + b2
+            probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+            probs /= probs.sum(axis=1, keepdims=True)
+            probs[np.arange(len(labels)), labels] -= 1
+            d_logits = probs / len(labels)
+            w2, b2 = (
+                w2 - alpha * support.T @ d_logits,
+                b2 - alpha * d_logits.sum(0),
+            )
+        query = numpy_batch_norm_features(params, x["query_x"][t])
+        losses.append(numpy_cross_entropy(query @ w2 + b2, query_y[t]))
+    return np.mean(losses)
+
+
+@pytest.mark.parametrize("tasks_per_group", [None, 1, 4, 8])
+def test_anil_with_batch_norm_body_matches_finite_differences(
+    float64, tasks_per_group
+):
+    """ANIL runs its tasks vectorized, in groups (6 tasks: groups of 1, 3 or
+    all 6), or one by one (None): each task's batch norm keeps its own
+    statistics, and the mean over groups is the mean over tasks."""
+    alpha, steps = 0.5, 2
+    learner = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(5, activation="tanh"),
+            keras.layers.BatchNormalization(),
+            keras.layers.Dense(3),
+        ]
+    )
+    learner.layers[1].gamma.assign(RNG.uniform(0.5, 1.5, 5))
+    learner.layers[1].beta.assign(RNG.normal(0, 0.3, 5))
+    model = keras_meta.ANIL(learner, inner_lr=alpha, inner_steps=steps)
+    if tasks_per_group is None:
+        model.vectorize_tasks = False
+    else:
+        model.tasks_per_group = tasks_per_group
+    x, query_y = classification_tasks(tasks=6)
+    params = [v.numpy().copy() for v in learner.trainable_variables]
+    expected = reference.finite_differences(
+        lambda p: numpy_anil_batch_norm_meta_loss(p, x, query_y, alpha, steps),
+        params,
+    )
+    before, after = meta_step(model, (x, query_y))
+    for b, a, e in zip(before, after, expected):
+        np.testing.assert_allclose(b - a, e, rtol=1e-6, atol=1e-8)
+
+
 # -- Reptile --------------------------------------------------------------
 
 

@@ -51,8 +51,11 @@ from keras_meta.engine.learner_calls import LearnerCalls
 from keras_meta.engine.settings import Settings, check_bn_mode
 from keras_meta.engine.single_task import SingleTask
 from keras_meta.engine.tasks import (
+    Task,
     TaskUpdate,
+    map_task_groups,
     map_tasks,
+    ungroup,
 )
 from keras_meta.learner_parts import BatchNormStatistics
 
@@ -82,6 +85,14 @@ class MetaLearner(
     """
 
     second_order = True  # whether `task_update` differentiates the steps
+    # Whether the engine may run the tasks of a meta-batch together under
+    # `tf.vectorized_map`, `tasks_per_group` at a time: for algorithms whose
+    # heavy ops use the shared meta-weights (ANIL: only the head adapts, so
+    # the body's convolutions batch over the tasks). It needs the default
+    # `task_update`: the group's meta-gradient is taken once, of the mean
+    # query loss, rather than per task.
+    vectorize_tasks = False
+    tasks_per_group = 8
 
     def __init__(
         self,
@@ -102,6 +113,14 @@ class MetaLearner(
             self.inner_steps if eval_inner_steps is None else eval_inner_steps
         )
         self.bn_mode = bn_mode
+        if self.vectorize_tasks and (
+            type(self).task_update is not MetaLearner.task_update
+        ):
+            raise TypeError(
+                f"{type(self).__name__} sets vectorize_tasks but overrides "
+                "task_update: vectorized tasks take the meta-gradient of "
+                "the default task_update. Set vectorize_tasks = False."
+            )
         self._batch_norm = BatchNormStatistics(learner)
         # The learner is built, so is the meta-learner: Keras need not trace
         # a symbolic episode through the inner loop to create weights.
@@ -161,14 +180,41 @@ class MetaLearner(
         own = self.meta_variables[len(init) :]
         with tf.GradientTape() as tape:
             tape.watch(init)
-            y_pred, state, losses = self.predict_task(
-                init, state, task, self.inner_steps, self.second_order
-            )
-            loss = self.query_loss(task, y_pred, losses)
+            loss, y_pred, state = self._query_objective(init, state, task)
         grads = tape.gradient(loss, init + own)
         return TaskUpdate(
             inner_loop.zeros_for_none(grads, init + own), loss, y_pred, state
         )
+
+    def _query_objective(self, weights, state, task):
+        """`(query loss, query predictions, state)` of `task` after
+        `inner_steps` steps from `weights`: what `task_update`
+        differentiates."""
+        y_pred, state, losses = self.predict_task(
+            weights, state, task, self.inner_steps, self.second_order
+        )
+        return self.query_loss(task, y_pred, losses), y_pred, state
+
+    def _group_update(self, weights, state, group):
+        """The default `task_update` for a group of tasks at once
+        (`vectorize_tasks`): the gradient of their mean query loss (the
+        mean of their gradients), their losses `[k]`, predictions `[k, Q,
+        ...]` and states `[k, ...]`."""
+        init = [tf.identity(w) for w in weights]
+        own = self.meta_variables[len(init) :]
+        with tf.GradientTape() as tape:
+            tape.watch(init)
+            losses, y_pred, states = tf.vectorized_map(
+                lambda fields: self._query_objective(
+                    init, state, Task(**fields)
+                ),
+                group,
+            )
+            loss = tf.reduce_mean(losses)
+        grads = inner_loop.zeros_for_none(
+            tape.gradient(loss, init + own), init + own
+        )
+        return grads, tf.cast(losses, self._loss_dtype()), y_pred, states
 
     def meta_gradients(self, values, mean_update):
         """The gradient for the optimizer, from the current `values` of
@@ -201,12 +247,19 @@ class MetaLearner(
                 weights, state, task, steps, transductive=transductive
             )[0]
 
-        return map_tasks(
-            one_task,
-            episode,
-            self.prediction_spec(episode.query_x),
-            own_pool=own_pool,
-        )
+        spec = self.prediction_spec(episode.query_x)
+        if self.vectorize_tasks:
+            return ungroup(
+                map_task_groups(
+                    lambda group: tf.vectorized_map(
+                        lambda fields: one_task(Task(**fields)), group
+                    ),
+                    episode,
+                    tf.TensorSpec([None, *spec.shape], spec.dtype),
+                    most=self.tasks_per_group,
+                )
+            )
+        return map_tasks(one_task, episode, spec, own_pool=own_pool)
 
     def _evaluated(self, episode):
         """A Keras step's adapted predictions: `eval_inner_steps`, the
@@ -256,29 +309,43 @@ class MetaLearner(
         episode = self.episode(x, y, sample_weight)
         weights, state = self.weights_and_state()
         variables = self.meta_variables
-        loss_dtype = (
-            "float64"
-            if self.learner.outputs[0].dtype == "float64"
-            else "float32"
-        )
 
-        def one_task(task):
-            update = self.task_update(weights, state, task)
-            loss = tf.cast(update.loss, loss_dtype)
-            return update.update, loss, update.predictions, update.state
+        prediction = self.prediction_spec(episode.query_x)
+        if self.vectorize_tasks:
+            # [G, ...] per group of k tasks: mean gradients, then [G, k, ...]
+            updates, losses, y_pred, states = map_task_groups(
+                lambda group: self._group_update(weights, state, group),
+                episode,
+                (
+                    [tf.TensorSpec(v.shape, v.dtype) for v in variables],
+                    tf.TensorSpec([None], self._loss_dtype()),
+                    tf.TensorSpec([None, *prediction.shape], prediction.dtype),
+                    [tf.TensorSpec([None, *s.shape], s.dtype) for s in state],
+                ),
+                iteration=self.optimizer.iterations,
+                most=self.tasks_per_group,
+            )
+            losses, y_pred = ungroup(losses), ungroup(y_pred)
+            states = [ungroup(s) for s in states]
+        else:
 
-        updates, losses, y_pred, states = map_tasks(
-            one_task,
-            episode,
-            (
-                [tf.TensorSpec(v.shape, v.dtype) for v in variables],
-                tf.TensorSpec([], loss_dtype),
-                self.prediction_spec(episode.query_x),
-                [tf.TensorSpec(s.shape, s.dtype) for s in state],
-            ),
-            iteration=self.optimizer.iterations,
-            own_pool=self._own_pool(),
-        )
+            def one_task(task):
+                update = self.task_update(weights, state, task)
+                loss = tf.cast(update.loss, self._loss_dtype())
+                return update.update, loss, update.predictions, update.state
+
+            updates, losses, y_pred, states = map_tasks(
+                one_task,
+                episode,
+                (
+                    [tf.TensorSpec(v.shape, v.dtype) for v in variables],
+                    tf.TensorSpec([], self._loss_dtype()),
+                    prediction,
+                    [tf.TensorSpec(s.shape, s.dtype) for s in state],
+                ),
+                iteration=self.optimizer.iterations,
+                own_pool=self._own_pool(),
+            )
         mean_update = [tf.reduce_mean(u, axis=0) for u in updates]
         values = [tf.convert_to_tensor(v) for v in variables]
         grads = self.meta_gradients(values, mean_update)
@@ -287,6 +354,13 @@ class MetaLearner(
         )
         self._assign_state(states)
         return self._update_metrics(episode, y_pred, tf.reduce_mean(losses))
+
+    def _loss_dtype(self):
+        """The dtype the task losses are reported in: float64 for a
+        float64 learner, else float32."""
+        if self.learner.outputs[0].dtype == "float64":
+            return "float64"
+        return "float32"
 
     def _assign_state(self, task_states):
         """Sets `state_variables` from per-task values `[T, ...]`: float

@@ -4,7 +4,9 @@
 task contributes to a meta-update; `map_tasks` runs a per-task function over
 the T tasks of an `Episode`, traced once for all of them, with at most
 `keras_meta.config.task_parallelism()` tasks in flight: in a `tf.map_fn`
-loop, or as a `tf.data` map on a thread pool of their own.
+loop, or as a `tf.data` map on a thread pool of their own. `map_task_groups`
+runs a function over groups of tasks instead, for algorithms whose tasks
+vectorize (`MetaLearner.vectorize_tasks`).
 """
 
 from typing import NamedTuple
@@ -92,6 +94,59 @@ def task_seeds(count, iteration):
     return tf.stack([iteration, index], axis=1)
 
 
+def task_fields(episode, iteration=0):
+    """The episode's tensors by `Task` field name, each `[T, ...]`, with
+    every task's stateless seed."""
+    fields = {
+        name: value
+        for name, value in episode._asdict().items()
+        if value is not None
+    }
+    fields["seed"] = task_seeds(tf.shape(episode.support_x)[0], iteration)
+    return fields
+
+
+def group_size(count, most):
+    """The largest divisor of `count` tasks that is at most `most`, so that
+    the tasks split into equal groups."""
+    return max(k for k in range(1, min(count, most) + 1) if count % k == 0)
+
+
+def map_task_groups(fn, episode, output_signature, iteration=0, most=8):
+    """`fn(group) -> outputs` over the T tasks of `episode` in equal groups
+    of k tasks, one group after the other; outputs stacked `[G, ...]`.
+
+    `group` is a dict of `Task` fields, each `[k, ...]`: `fn` handles k
+    tasks at once (`tf.vectorized_map`), so their ops run as one batch with
+    every core, on any device and under XLA. k is the largest divisor of T
+    up to `most` (all T tasks when T is known only when the graph runs);
+    memory grows with it, as each group's activations live together.
+    """
+    fields = task_fields(episode, iteration)
+    count = fields["support_x"].shape[0]
+    if count is None:
+        grouped = {name: value[tf.newaxis] for name, value in fields.items()}
+    else:
+        size = group_size(count, most)
+        grouped = {
+            name: tf.reshape(value, [count // size, size, *value.shape[1:]])
+            for name, value in fields.items()
+        }
+    return tf.map_fn(
+        fn, grouped, fn_output_signature=output_signature, parallel_iterations=1
+    )
+
+
+def ungroup(values):
+    """`[G, k, ...]` group outputs as `[G * k, ...]` task outputs."""
+    dynamic = tf.shape(values)
+    rest = [
+        size if size is not None else dynamic[i + 2]
+        for i, size in enumerate(values.shape[2:])
+    ]
+    return tf.reshape(values, [-1, *rest])
+
+
 def map_tasks(fn, episode, output_signature, iteration=0, own_pool=False):
     """`fn(Task) -> outputs` for each task of `episode`, stacked on a task
     axis, with at most `task_parallelism()` tasks in flight (the bound on
@@ -103,12 +158,7 @@ def map_tasks(fn, episode, output_signature, iteration=0, own_pool=False):
     run on a thread pool of their own (`on_own_pool`); otherwise in a
     `tf.while_loop` (`tf.map_fn`) on TensorFlow's threading.
     """
-    fields = {
-        name: value
-        for name, value in episode._asdict().items()
-        if value is not None
-    }
-    fields["seed"] = task_seeds(tf.shape(episode.support_x)[0], iteration)
+    fields = task_fields(episode, iteration)
     threads = config.private_pool_threads() if own_pool else None
     if threads:
         return on_own_pool(fn, fields, output_signature, threads)
