@@ -72,6 +72,9 @@ class Pretrain(MetaLearner):
                 f"adaptation must be one of {ADAPTATIONS}, got {adaptation!r}."
             )
         self.adaptation = adaptation
+        # A fresh head is fitted on the frozen body's features, the same
+        # for every task: evaluation runs the tasks vectorized.
+        self.vectorize_tasks = adaptation == "fresh_head"
         self.ways = None if ways is None else check_count(ways, "ways", 2)
         if adaptation == "fresh_head":
             self._init_fresh_head(learner)

@@ -282,6 +282,51 @@ def test_anil_with_batch_norm_body_matches_finite_differences(
         np.testing.assert_allclose(b - a, e, rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("tasks_per_group", [None, 4])
+def test_pretrain_fresh_head_matches_numpy(float64, tasks_per_group):
+    """Evaluation fits a zero-initialised head with `steps` gradient steps on
+    each task's support features (the body frozen, batch norm on the task's
+    own batch), vectorized in groups of 3 or one task at a time."""
+    alpha, steps, ways = 0.5, 3, 3
+    learner = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(5, activation="tanh"),
+            keras.layers.BatchNormalization(),
+            keras.layers.Dense(7),
+        ]
+    )
+    learner.layers[1].gamma.assign(RNG.uniform(0.5, 1.5, 5))
+    learner.layers[1].beta.assign(RNG.normal(0, 0.3, 5))
+    model = keras_meta.Pretrain(
+        learner, inner_lr=alpha, eval_inner_steps=steps, ways=ways
+    )
+    if tasks_per_group is None:
+        model.vectorize_tasks = False
+    else:
+        model.tasks_per_group = tasks_per_group
+    model.compile(loss=model_loss(model))
+    x, _ = classification_tasks(tasks=6, ways=ways)
+    params = [v.numpy() for v in learner.trainable_variables]
+    expected = []
+    for t in range(6):
+        support = numpy_batch_norm_features(params, x["support_x"][t])
+        labels = x["support_y"][t]
+        kernel, bias = np.zeros((5, ways)), np.zeros(ways)
+        for _ in range(steps):
+            logits = support @ kernel + bias
+            probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+            probs /= probs.sum(axis=1, keepdims=True)
+            probs[np.arange(len(labels)), labels] -= 1
+            d_logits = probs / len(labels)
+            kernel = kernel - alpha * support.T @ d_logits
+            bias = bias - alpha * d_logits.sum(0)
+        query = numpy_batch_norm_features(params, x["query_x"][t])
+        expected.append(query @ kernel + bias)
+    got = model.predict(x, batch_size=6, verbose=0)
+    np.testing.assert_allclose(got, np.stack(expected), rtol=1e-9, atol=1e-12)
+
+
 # -- Reptile --------------------------------------------------------------
 
 
