@@ -338,7 +338,7 @@ def main():
         help="how the meta-learners' tasks share the cores. auto: as the "
         "training scripts set it (2 tasks in a tf.map_fn loop, TensorFlow's "
         "process-wide threads set to one per op, on a CPU-only host; "
-        "Pretrain keeps 1 task and TensorFlow's threading); default: "
+        "Pretrain and vectorized ANIL keep TensorFlow's threading); default: "
         "nothing set, as in the README's Example (2 tasks on a thread pool "
         "of their own on a CPU-only host); an int N: "
         "set_task_parallelism(N) (1: one task at a time on TensorFlow's "
@@ -378,9 +378,13 @@ def main():
     if args.child:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         from keras_meta import config
+        from keras_meta.cli.runtime import WHOLE_CORES_PER_OP
 
         tasks = args.task_parallelism
-        if tasks == "auto" and args.child[0] == "pretrain":
+        batched = args.child[0] in WHOLE_CORES_PER_OP and (
+            args.child[0] == "pretrain" or args.tasks_per_group != "off"
+        )
+        if tasks == "auto" and batched:
             tasks = "1"  # as the scripts: large batches want every core
         if tasks.startswith("inflight:"):
             config.set_task_parallelism(
