@@ -309,43 +309,12 @@ class MetaLearner(
         episode = self.episode(x, y, sample_weight)
         weights, state = self.weights_and_state()
         variables = self.meta_variables
-
-        prediction = self.prediction_spec(episode.query_x)
-        if self.vectorize_tasks:
-            # [G, ...] per group of k tasks: mean gradients, then [G, k, ...]
-            updates, losses, y_pred, states = map_task_groups(
-                lambda group: self._group_update(weights, state, group),
-                episode,
-                (
-                    [tf.TensorSpec(v.shape, v.dtype) for v in variables],
-                    tf.TensorSpec([None], self._loss_dtype()),
-                    tf.TensorSpec([None, *prediction.shape], prediction.dtype),
-                    [tf.TensorSpec([None, *s.shape], s.dtype) for s in state],
-                ),
-                iteration=self.optimizer.iterations,
-                most=self.tasks_per_group,
-            )
-            losses, y_pred = ungroup(losses), ungroup(y_pred)
-            states = [ungroup(s) for s in states]
-        else:
-
-            def one_task(task):
-                update = self.task_update(weights, state, task)
-                loss = tf.cast(update.loss, self._loss_dtype())
-                return update.update, loss, update.predictions, update.state
-
-            updates, losses, y_pred, states = map_tasks(
-                one_task,
-                episode,
-                (
-                    [tf.TensorSpec(v.shape, v.dtype) for v in variables],
-                    tf.TensorSpec([], self._loss_dtype()),
-                    prediction,
-                    [tf.TensorSpec(s.shape, s.dtype) for s in state],
-                ),
-                iteration=self.optimizer.iterations,
-                own_pool=self._own_pool(),
-            )
+        per_tasks = (
+            self._grouped_updates
+            if self.vectorize_tasks
+            else self._task_updates
+        )
+        updates, losses, y_pred, states = per_tasks(weights, state, episode)
         mean_update = [tf.reduce_mean(u, axis=0) for u in updates]
         values = [tf.convert_to_tensor(v) for v in variables]
         grads = self.meta_gradients(values, mean_update)
@@ -354,6 +323,52 @@ class MetaLearner(
         )
         self._assign_state(states)
         return self._update_metrics(episode, y_pred, tf.reduce_mean(losses))
+
+    def _task_updates(self, weights, state, episode):
+        """`task_update` of every task: updates `[T, ...]` (each a list
+        aligned with `meta_variables`), losses `[T]`, predictions `[T, Q,
+        ...]` and states `[T, ...]`."""
+
+        def one_task(task):
+            update = self.task_update(weights, state, task)
+            loss = tf.cast(update.loss, self._loss_dtype())
+            return update.update, loss, update.predictions, update.state
+
+        return map_tasks(
+            one_task,
+            episode,
+            (
+                [tf.TensorSpec(v.shape, v.dtype) for v in self.meta_variables],
+                tf.TensorSpec([], self._loss_dtype()),
+                self.prediction_spec(episode.query_x),
+                [tf.TensorSpec(s.shape, s.dtype) for s in state],
+            ),
+            iteration=self.optimizer.iterations,
+            own_pool=self._own_pool(),
+        )
+
+    def _grouped_updates(self, weights, state, episode):
+        """As `_task_updates`, for `vectorize_tasks`: the updates are each
+        group's mean `[G, ...]`; losses, predictions and states per task."""
+        prediction = self.prediction_spec(episode.query_x)
+        updates, losses, y_pred, states = map_task_groups(
+            lambda group: self._group_update(weights, state, group),
+            episode,
+            (
+                [tf.TensorSpec(v.shape, v.dtype) for v in self.meta_variables],
+                tf.TensorSpec([None], self._loss_dtype()),
+                tf.TensorSpec([None, *prediction.shape], prediction.dtype),
+                [tf.TensorSpec([None, *s.shape], s.dtype) for s in state],
+            ),
+            iteration=self.optimizer.iterations,
+            most=self.tasks_per_group,
+        )
+        return (
+            updates,
+            ungroup(losses),
+            ungroup(y_pred),
+            [ungroup(s) for s in states],
+        )
 
     def _loss_dtype(self):
         """The dtype the task losses are reported in: float64 for a
