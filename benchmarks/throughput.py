@@ -148,6 +148,7 @@ def measure(
     if tasks_per_group == "off":
         model.vectorize_tasks = False
     elif tasks_per_group != "default":
+        model.vectorize_tasks = True
         model.tasks_per_group = int(tasks_per_group)
     data = synthetic_data(algorithm, config)
     times = []
@@ -338,7 +339,7 @@ def main():
         help="how the meta-learners' tasks share the cores. auto: as the "
         "training scripts set it (2 tasks in a tf.map_fn loop, TensorFlow's "
         "process-wide threads set to one per op, on a CPU-only host; "
-        "Pretrain and vectorized ANIL keep TensorFlow's threading); default: "
+        "Pretrain keeps 1 task and TensorFlow's threading); default: "
         "nothing set, as in the README's Example (2 tasks on a thread pool "
         "of their own on a CPU-only host); an int N: "
         "set_task_parallelism(N) (1: one task at a time on TensorFlow's "
@@ -370,8 +371,8 @@ def main():
         "--tasks_per_group",
         default="default",
         help="for algorithms whose tasks vectorize (ANIL): N tasks batched "
-        "together under tf.vectorized_map, or off: one task at a time as "
-        "the others (default: the algorithm's own setting)",
+        "together under tf.vectorized_map, or off: one task at a time "
+        "(default: the algorithm's own setting; ANIL's is off)",
     )
     args = parser.parse_args()
 
@@ -381,8 +382,11 @@ def main():
         from keras_meta.cli.runtime import WHOLE_CORES_PER_OP
 
         tasks = args.task_parallelism
-        batched = args.child[0] in WHOLE_CORES_PER_OP and (
-            args.child[0] == "pretrain" or args.tasks_per_group != "off"
+        batched = args.child[
+            0
+        ] in WHOLE_CORES_PER_OP or args.tasks_per_group not in (
+            "default",
+            "off",
         )
         if tasks == "auto" and batched:
             tasks = "1"  # as the scripts: large batches want every core

@@ -25,13 +25,13 @@ class ANIL(MetaLearner):
         inner_lr, inner_steps, eval_inner_steps: as for `MAML`.
         head_layers: how many final layers the inner loop adapts.
 
-    Its tasks run together (`vectorize_tasks`), `tasks_per_group` at a time:
-    the body's weights are the same for every task, so its layers run once
-    on the group's images (batch-norm statistics still per task), and the
-    meta-gradient reaches the body in one backward pass.
+    Its tasks can run together (`model.vectorize_tasks = True`),
+    `tasks_per_group` at a time: the body's weights are the same for every
+    task, so its layers run once on the group's images (batch-norm
+    statistics still per task). Off by default: on a 2-core CPU it was
+    slower than one task at a time and took twice the memory
+    (`benchmarks/README.md`).
     """
-
-    vectorize_tasks = True
 
     def __init__(
         self,

@@ -380,6 +380,7 @@ def test_moving_statistics_become_their_mean_over_the_tasks(
         model = keras_meta.MAML(learner, inner_lr=0.1)
     else:
         model = keras_meta.ANIL(learner, inner_lr=0.1)
+        model.vectorize_tasks = True
         model.tasks_per_group = 4
     model.compile(
         optimizer=keras.optimizers.SGD(0.1), loss=LOSS, jit_compile=jit_compile

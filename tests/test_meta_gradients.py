@@ -267,9 +267,8 @@ def test_anil_with_batch_norm_body_matches_finite_differences(
     learner.layers[1].gamma.assign(RNG.uniform(0.5, 1.5, 5))
     learner.layers[1].beta.assign(RNG.normal(0, 0.3, 5))
     model = keras_meta.ANIL(learner, inner_lr=alpha, inner_steps=steps)
-    if tasks_per_group is None:
-        model.vectorize_tasks = False
-    else:
+    if tasks_per_group is not None:
+        model.vectorize_tasks = True
         model.tasks_per_group = tasks_per_group
     x, query_y = classification_tasks(tasks=6)
     params = [v.numpy().copy() for v in learner.trainable_variables]

@@ -90,7 +90,7 @@ def define_steering(algorithm):
         "(keras_meta.config.set_task_parallelism(N, 'global'): TensorFlow's "
         "threads per op become cores // N on a CPU-only host): a positive "
         "int, or auto (2 on a CPU-only host with 2 cores or more, 1 for "
-        "pretrain and anil, whose ops are large batches, or with a GPU).",
+        "pretrain or with a GPU).",
     )
     flags.DEFINE_enum(
         "strategy",

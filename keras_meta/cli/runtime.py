@@ -7,9 +7,9 @@ import pathlib
 from keras_meta.cli.errors import UsageError
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-# Algorithms whose ops are large batches (Pretrain's training, ANIL's task
-# groups): they want every core per op, TensorFlow's default.
-WHOLE_CORES_PER_OP = ("pretrain", "anil")
+# Algorithms whose ops are large batches (Pretrain's training): they want
+# every core per op, TensorFlow's default.
+WHOLE_CORES_PER_OP = ("pretrain",)
 
 
 def set_task_parallelism(value, algorithm):
@@ -19,8 +19,8 @@ def set_task_parallelism(value, algorithm):
     to one per op on a CPU-only host (`threads_per_op="global"`), the
     fastest measured; a script runs one kind of model, so nothing else in
     the process pays for it. The pre-training baseline, whose large batches
-    want every core per op, and ANIL, whose tasks run together as one batch
-    (`vectorize_tasks`), keep TensorFlow's threading.
+    want every core per op, keeps one task in flight and TensorFlow's
+    threading.
     """
     from keras_meta import config as keras_meta_config
 

@@ -87,8 +87,8 @@ class MetaLearner(
     second_order = True  # whether `task_update` differentiates the steps
     # Whether the engine may run the tasks of a meta-batch together under
     # `tf.vectorized_map`, `tasks_per_group` at a time: for algorithms whose
-    # heavy ops use the shared meta-weights (ANIL: only the head adapts, so
-    # the body's convolutions batch over the tasks). It needs the default
+    # heavy ops use the shared meta-weights (ANIL, where only the head
+    # adapts, if asked; Pretrain's fresh-head evaluation). It needs the default
     # `task_update`: the group's meta-gradient is taken once, of the mean
     # query loss, rather than per task.
     vectorize_tasks = False
