@@ -225,24 +225,44 @@ def numpy_batch_norm_features(params, x):
     return gamma * normed + beta
 
 
+def numpy_head_steps(features, labels, kernel, bias, alpha, steps):
+    """A linear softmax head after `steps` gradient steps of size `alpha`
+    on mean cross-entropy over `features`: `(kernel, bias)`."""
+    for _ in range(steps):
+        logits = features @ kernel + bias
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        probs[np.arange(len(labels)), labels] -= 1
+        d_logits = probs / len(labels)
+        kernel = kernel - alpha * features.T @ d_logits
+        bias = bias - alpha * d_logits.sum(0)
+    return kernel, bias
+
+
+def batch_norm_learner(outputs):
+    """Dense(5, tanh), batch norm with random scale and offset, Dense."""
+    learner = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(5, activation="tanh"),
+            keras.layers.BatchNormalization(),
+            keras.layers.Dense(outputs),
+        ]
+    )
+    learner.layers[1].gamma.assign(RNG.uniform(0.5, 1.5, 5))
+    learner.layers[1].beta.assign(RNG.normal(0, 0.3, 5))
+    return learner
+
+
 def numpy_anil_batch_norm_meta_loss(params, x, query_y, alpha, steps):
     """Mean query loss over tasks after `steps` head-only steps, each task's
     support and query normalised by their own batch statistics."""
     losses = []
     for t in range(len(query_y)):
         support = numpy_batch_norm_features(params, x["support_x"][t])
-        labels = x["support_y"][t]
-        w2, b2 = params[4], params[5]
-        for _ in range(steps):
-            logits = support @ w2 + b2
-            probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-            probs /= probs.sum(axis=1, keepdims=True)
-            probs[np.arange(len(labels)), labels] -= 1
-            d_logits = probs / len(labels)
-            w2, b2 = (
-                w2 - alpha * support.T @ d_logits,
-                b2 - alpha * d_logits.sum(0),
-            )
+        w2, b2 = numpy_head_steps(
+            support, x["support_y"][t], params[4], params[5], alpha, steps
+        )
         query = numpy_batch_norm_features(params, x["query_x"][t])
         losses.append(numpy_cross_entropy(query @ w2 + b2, query_y[t]))
     return np.mean(losses)
@@ -252,20 +272,11 @@ def numpy_anil_batch_norm_meta_loss(params, x, query_y, alpha, steps):
 def test_anil_with_batch_norm_body_matches_finite_differences(
     float64, tasks_per_group
 ):
-    """ANIL runs its tasks vectorized, in groups (6 tasks: groups of 1, 3 or
-    all 6), or one by one (None): each task's batch norm keeps its own
-    statistics, and the mean over groups is the mean over tasks."""
+    """ANIL one task at a time (None, its default) or vectorized in groups
+    (6 tasks: groups of 1, 3 or all 6): each task's batch norm keeps its
+    own statistics, and the mean over groups is the mean over tasks."""
     alpha, steps = 0.5, 2
-    learner = keras.Sequential(
-        [
-            keras.Input((4,)),
-            keras.layers.Dense(5, activation="tanh"),
-            keras.layers.BatchNormalization(),
-            keras.layers.Dense(3),
-        ]
-    )
-    learner.layers[1].gamma.assign(RNG.uniform(0.5, 1.5, 5))
-    learner.layers[1].beta.assign(RNG.normal(0, 0.3, 5))
+    learner = batch_norm_learner(3)
     model = keras_meta.ANIL(learner, inner_lr=alpha, inner_steps=steps)
     if tasks_per_group is not None:
         model.vectorize_tasks = True
@@ -287,16 +298,7 @@ def test_pretrain_fresh_head_matches_numpy(float64, tasks_per_group):
     each task's support features (the body frozen, batch norm on the task's
     own batch), vectorized in groups of 3 or one task at a time."""
     alpha, steps, ways = 0.5, 3, 3
-    learner = keras.Sequential(
-        [
-            keras.Input((4,)),
-            keras.layers.Dense(5, activation="tanh"),
-            keras.layers.BatchNormalization(),
-            keras.layers.Dense(7),
-        ]
-    )
-    learner.layers[1].gamma.assign(RNG.uniform(0.5, 1.5, 5))
-    learner.layers[1].beta.assign(RNG.normal(0, 0.3, 5))
+    learner = batch_norm_learner(7)
     model = keras_meta.Pretrain(
         learner, inner_lr=alpha, eval_inner_steps=steps, ways=ways
     )
@@ -311,15 +313,9 @@ def test_pretrain_fresh_head_matches_numpy(float64, tasks_per_group):
     for t in range(6):
         support = numpy_batch_norm_features(params, x["support_x"][t])
         labels = x["support_y"][t]
-        kernel, bias = np.zeros((5, ways)), np.zeros(ways)
-        for _ in range(steps):
-            logits = support @ kernel + bias
-            probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-            probs /= probs.sum(axis=1, keepdims=True)
-            probs[np.arange(len(labels)), labels] -= 1
-            d_logits = probs / len(labels)
-            kernel = kernel - alpha * support.T @ d_logits
-            bias = bias - alpha * d_logits.sum(0)
+        kernel, bias = numpy_head_steps(
+            support, labels, np.zeros((5, ways)), np.zeros(ways), alpha, steps
+        )
         query = numpy_batch_norm_features(params, x["query_x"][t])
         expected.append(query @ kernel + bias)
     got = model.predict(x, batch_size=6, verbose=0)
