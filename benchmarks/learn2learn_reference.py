@@ -172,16 +172,21 @@ def measure(algorithm, config_name, warmup, iterations):
                 (loss_fn(learner(query), query_y) / tasks).backward()
         optimizer.step()
 
-    times = []
+    times, cpu_times = [], []
     for _ in range(warmup + iterations):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         iteration()
         times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu_start)
     seconds = statistics.median(times[warmup:])
+    cpu_seconds = statistics.median(cpu_times[warmup:])
     return {
         "algorithm": algorithm,
         "config": config_name,
         "seconds_per_iteration": seconds,
+        # CPU time of every thread per iteration, and the cores busy.
+        "cpu_seconds_per_iteration": cpu_seconds,
+        "cores_busy": cpu_seconds / seconds,
         "tasks_per_second": tasks / seconds,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         / 1024,

@@ -151,14 +151,16 @@ def measure(
         model.vectorize_tasks = True
         model.tasks_per_group = int(tasks_per_group)
     data = synthetic_data(algorithm, config)
-    times = []
+    times, cpu_times = [], []
 
     class Timer(keras.callbacks.Callback):
         def on_train_batch_begin(self, batch, logs=None):
             self.start = time.perf_counter()
+            self.cpu_start = time.process_time()
 
         def on_train_batch_end(self, batch, logs=None):
             times.append(time.perf_counter() - self.start)
+            cpu_times.append(time.process_time() - self.cpu_start)
 
     start = time.perf_counter()
     model.fit(
@@ -169,12 +171,14 @@ def measure(
     )
     total = time.perf_counter() - start
     seconds = statistics.median(times[warmup:])
+    cpu_seconds = statistics.median(cpu_times[warmup:])
     tasks = config[3]
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
         "algorithm": algorithm,
         "config": config_name,
         "seconds_per_iteration": seconds,
+        **work_figures(cpu_seconds, seconds),
         "tasks_per_second": tasks / seconds,
         "peak_rss_mib": peak_kib / 1024,
         "first_iterations_seconds": total - sum(times[warmup:]),
@@ -198,6 +202,18 @@ def measure(
         if algorithm == "pretrain"
         else private_pool_threads(),
         "onednn": onednn_enabled(),
+    }
+
+
+def work_figures(cpu_seconds, seconds):
+    """An iteration's work and how much of the machine it kept busy: the
+    process's CPU time (every thread, user and system) per iteration, and
+    that over the wall time, the cores busy on average. A speed-up over
+    learn2learn is the ratio of the two CPU times times the ratio of the
+    cores busy: less work, or more of the machine used."""
+    return {
+        "cpu_seconds_per_iteration": cpu_seconds,
+        "cores_busy": cpu_seconds / seconds,
     }
 
 
@@ -248,6 +264,7 @@ def run_child(algorithm, config_name, args, extra=()):
         f"{r['seconds_per_iteration']:7.3f} s/it "
         f"{r['tasks_per_second']:7.1f} tasks/s "
         f"{r['peak_rss_mib']:7.0f} MiB peak "
+        f"{r['cores_busy']:4.2f} cores busy "
         f"({r['tasks_in_flight']} task(s) in flight"
         + (
             f", groups of {r['tasks_per_group']} vectorized)"
@@ -277,7 +294,8 @@ def run_reference(algorithm, config_name, args, interpreter=None):
         f"{config_name:<24} {'l2l ' + algorithm:<16}"
         f"{r['seconds_per_iteration']:7.3f} s/it "
         f"{r['tasks_per_second']:7.1f} tasks/s "
-        f"{r['peak_rss_mib']:7.0f} MiB peak (torch {r['torch']})",
+        f"{r['peak_rss_mib']:7.0f} MiB peak "
+        f"{r['cores_busy']:4.2f} cores busy (torch {r['torch']})",
         flush=True,
     )
     return r
@@ -295,9 +313,15 @@ def measure_row(algorithm, config_name, args):
             reference["seconds_per_iteration"] / row["seconds_per_iteration"]
         )
         row["memory_ratio"] = row["peak_rss_mib"] / reference["peak_rss_mib"]
+        row["work_ratio"] = (
+            reference["cpu_seconds_per_iteration"]
+            / row["cpu_seconds_per_iteration"]
+        )
         print(
-            f"{'':<24} {row['speedup']:.2f}x learn2learn's speed, "
-            f"{row['memory_ratio']:.2f}x its peak memory",
+            f"{'':<24} {row['speedup']:.2f}x learn2learn's speed "
+            f"({row['work_ratio']:.2f}x less CPU time per iteration, "
+            f"{row['cores_busy'] / reference['cores_busy']:.2f}x the cores "
+            f"busy), {row['memory_ratio']:.2f}x its peak memory",
             flush=True,
         )
     return row
