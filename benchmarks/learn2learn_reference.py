@@ -34,14 +34,13 @@ import importlib
 import json
 import os
 import resource
-import statistics
 import sys
 import time
 import types
 
 # The cells and the row runner are throughput.py's own (its top level needs
 # only the standard library, so this interpreter can import it).
-from throughput import CONFIGS, run_reference
+from throughput import CONFIGS, run_reference, timing_figures
 
 ALGORITHMS = ("maml", "fomaml", "anil", "reptile", "metasgd")
 
@@ -178,16 +177,12 @@ def measure(algorithm, config_name, warmup, iterations):
         iteration()
         times.append(time.perf_counter() - start)
         cpu_times.append(time.process_time() - cpu_start)
-    seconds = statistics.median(times[warmup:])
-    cpu_seconds = statistics.median(cpu_times[warmup:])
+    timing = timing_figures(times, cpu_times, warmup)
     return {
         "algorithm": algorithm,
         "config": config_name,
-        "seconds_per_iteration": seconds,
-        # CPU time of every thread per iteration, and the cores busy.
-        "cpu_seconds_per_iteration": cpu_seconds,
-        "cores_busy": cpu_seconds / seconds,
-        "tasks_per_second": tasks / seconds,
+        **timing,
+        "tasks_per_second": tasks / timing["seconds_per_iteration"],
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         / 1024,
         "torch": torch.__version__,

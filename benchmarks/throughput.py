@@ -170,16 +170,14 @@ def measure(
         callbacks=[Timer()],
     )
     total = time.perf_counter() - start
-    seconds = statistics.median(times[warmup:])
-    cpu_seconds = statistics.median(cpu_times[warmup:])
+    timing = timing_figures(times, cpu_times, warmup)
     tasks = config[3]
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
         "algorithm": algorithm,
         "config": config_name,
-        "seconds_per_iteration": seconds,
-        **work_figures(cpu_seconds, seconds),
-        "tasks_per_second": tasks / seconds,
+        **timing,
+        "tasks_per_second": tasks / timing["seconds_per_iteration"],
         "peak_rss_mib": peak_kib / 1024,
         "first_iterations_seconds": total - sum(times[warmup:]),
         "inner_steps": inner_steps
@@ -205,13 +203,17 @@ def measure(
     }
 
 
-def work_figures(cpu_seconds, seconds):
-    """An iteration's work and how much of the machine it kept busy: the
-    process's CPU time (every thread, user and system) per iteration, and
-    that over the wall time, the cores busy on average. A speed-up over
-    learn2learn is the ratio of the two CPU times times the ratio of the
-    cores busy: less work, or more of the machine used."""
+def timing_figures(times, cpu_times, warmup):
+    """An iteration's wall time, its work and how much of the machine it
+    kept busy, from per-iteration wall times and process CPU times (every
+    thread, user and system), medians after `warmup`. A speed-up over
+    learn2learn is the ratio of the CPU times times the ratio of the cores
+    busy: less work, or more of the machine used. Shared with
+    `learn2learn_reference.py`."""
+    seconds = statistics.median(times[warmup:])
+    cpu_seconds = statistics.median(cpu_times[warmup:])
     return {
+        "seconds_per_iteration": seconds,
         "cpu_seconds_per_iteration": cpu_seconds,
         "cores_busy": cpu_seconds / seconds,
     }
@@ -406,12 +408,8 @@ def main():
         from keras_meta.cli.runtime import WHOLE_CORES_PER_OP
 
         tasks = args.task_parallelism
-        batched = args.child[
-            0
-        ] in WHOLE_CORES_PER_OP or args.tasks_per_group not in (
-            "default",
-            "off",
-        )
+        vectorized = args.tasks_per_group not in ("default", "off")
+        batched = args.child[0] in WHOLE_CORES_PER_OP or vectorized
         if tasks == "auto" and batched:
             tasks = "1"  # as the scripts: large batches want every core
         if tasks.startswith("inflight:"):
