@@ -6,7 +6,15 @@ from keras_meta import _onednn  # isort: skip
 
 _onednn.ask_before_tensorflow_loads()
 
-from keras_meta import analysis, callbacks, config, data, inner_loop, models
+from keras_meta import (
+    analysis,
+    callbacks,
+    config,
+    data,
+    inner_loop,
+    layers,
+    models,
+)
 from keras_meta.anil import ANIL
 from keras_meta.engine import MetaLearner, Task, TaskUpdate
 from keras_meta.evaluation import FewShotResult, evaluate_few_shot
@@ -35,5 +43,6 @@ __all__ = [
     "data",
     "evaluate_few_shot",
     "inner_loop",
+    "layers",
     "models",
 ]

@@ -52,6 +52,10 @@ class ANIL(MetaLearner):
         self.head_layers = head_layers
         self._split = LearnerSplit(learner, head_layers)
 
+    def second_order_layers(self):
+        """Only the head's steps are differentiated twice."""
+        return self._split.head._flatten_layers(include_self=False)
+
     def adapt_task(self, weights, state, task, steps, differentiable):
         split = self._split
         features, body_state = split.body.stateless_call(

@@ -2,6 +2,8 @@
 
 import keras
 
+from keras_meta.layers import BatchNormalization
+
 POOLINGS = ("max", "stride", "stride_flatten")
 
 
@@ -10,7 +12,8 @@ def conv4(
 ):
     """The 4-block convolutional learner of Finn et al. (2017).
 
-    Each block is a 3x3 convolution with `filters` channels, batch-norm, ReLU
+    Each block is a 3x3 convolution with `filters` channels, batch-norm (on
+    TensorFlow's fused kernel: `keras_meta.layers.BatchNormalization`), ReLU
     and 2x2 max-pooling; a linear `ways`-way head gives logits.
     `pooling="stride"` is the paper's Omniglot variant: stride-2 convolutions
     instead of max-pooling, then the mean over the remaining spatial
@@ -48,9 +51,7 @@ def conv4(
             padding="same",
             name=f"block{block + 1}_conv",
         )(hidden)
-        hidden = keras.layers.BatchNormalization(name=f"block{block + 1}_bn")(
-            hidden
-        )
+        hidden = BatchNormalization(name=f"block{block + 1}_bn")(hidden)
         hidden = keras.layers.ReLU(name=f"block{block + 1}_relu")(hidden)
         if pooling == "max":
             hidden = keras.layers.MaxPooling2D(

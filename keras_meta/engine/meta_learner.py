@@ -57,7 +57,10 @@ from keras_meta.engine.tasks import (
     map_tasks,
     ungroup,
 )
-from keras_meta.learner_parts import BatchNormStatistics
+from keras_meta.learner_parts import (
+    BatchNormStatistics,
+    warn_if_inexact_batch_norm,
+)
 
 
 @keras.saving.register_keras_serializable(package="keras_meta")
@@ -125,6 +128,14 @@ class MetaLearner(
         # The learner is built, so is the meta-learner: Keras need not trace
         # a symbolic episode through the inner loop to create weights.
         self.built = True
+
+    def second_order_layers(self):
+        """The learner's layers whose second derivatives the meta-gradient
+        takes: all of them when `second_order` (ANIL: the head's). A hook
+        for `train_step`'s check of Keras's batch norm."""
+        if not self.second_order:
+            return []
+        return self.learner._flatten_layers(include_self=False)
 
     @property
     def meta_variables(self):
@@ -306,6 +317,7 @@ class MetaLearner(
             raise ValueError(
                 "Meta-training needs query labels: pass (x, query_y) episodes."
             )
+        warn_if_inexact_batch_norm(self.second_order_layers())
         episode = self.episode(x, y, sample_weight)
         weights, state = self.weights_and_state()
         variables = self.meta_variables
