@@ -55,7 +55,26 @@ REFERENCE_SCRIPT = os.path.join(
 )
 
 
-def build(algorithm, config, inner_steps=None, recompute="auto"):
+def with_keras_batch_norm(learner):
+    """`learner` with Keras's own BatchNormalization in place of keras_meta's
+    (conv4's): the composite ops, to measure what the fused kernel saves."""
+    import keras
+
+    import keras_meta
+
+    def clone(layer):
+        if isinstance(layer, keras_meta.layers.BatchNormalization):
+            return keras.layers.BatchNormalization.from_config(
+                layer.get_config()
+            )
+        return layer.__class__.from_config(layer.get_config())
+
+    return keras.models.clone_model(learner, clone_function=clone)
+
+
+def build(
+    algorithm, config, inner_steps=None, recompute="auto", batch_norm="fused"
+):
     import keras
 
     import keras_meta
@@ -64,9 +83,13 @@ def build(algorithm, config, inner_steps=None, recompute="auto"):
     steps = inner_steps or steps
     if algorithm == "pretrain":
         learner = keras_meta.models.conv4(64, shape, filters, pooling)
-        model = keras_meta.Pretrain(learner, ways=ways)
     else:
         learner = keras_meta.models.conv4(ways, shape, filters, pooling)
+    if batch_norm == "keras":
+        learner = with_keras_batch_norm(learner)
+    if algorithm == "pretrain":
+        model = keras_meta.Pretrain(learner, ways=ways)
+    else:
         model = {
             "maml": lambda: keras_meta.MAML(
                 learner, 0.4, steps, recompute=recompute
@@ -132,6 +155,7 @@ def measure(
     inner_steps=None,
     recompute="auto",
     tasks_per_group="default",
+    batch_norm="fused",
 ):
     """Runs in the subprocess: returns a dict of figures."""
     import keras
@@ -144,7 +168,7 @@ def measure(
     )
 
     config = CONFIGS[config_name]
-    model = build(algorithm, config, inner_steps, recompute)
+    model = build(algorithm, config, inner_steps, recompute, batch_norm)
     if tasks_per_group == "off":
         model.vectorize_tasks = False
     elif tasks_per_group != "default":
@@ -200,6 +224,7 @@ def measure(
         if algorithm == "pretrain"
         else private_pool_threads(),
         "onednn": onednn_enabled(),
+        "batch_norm": batch_norm,
     }
 
 
@@ -256,6 +281,8 @@ def run_child(algorithm, config_name, args, extra=()):
             args.dtype_policy,
             "--tasks_per_group",
             args.tasks_per_group,
+            "--batch_norm",
+            args.batch_norm,
             *extra,
         ],
         f"{algorithm} on {config_name}",
@@ -267,7 +294,8 @@ def run_child(algorithm, config_name, args, extra=()):
         f"{r['tasks_per_second']:7.1f} tasks/s "
         f"{r['peak_rss_mib']:7.0f} MiB peak "
         f"{r['cores_busy']:4.2f} cores busy "
-        f"({r['tasks_in_flight']} task(s) in flight"
+        + ("Keras batch norm " if r["batch_norm"] == "keras" else "")
+        + f"({r['tasks_in_flight']} task(s) in flight"
         + (
             f", groups of {r['tasks_per_group']} vectorized)"
             if r.get("tasks_per_group")
@@ -400,6 +428,14 @@ def main():
         "together under tf.vectorized_map, or off: one task at a time "
         "(default: the algorithm's own setting; ANIL's is off)",
     )
+    parser.add_argument(
+        "--batch_norm",
+        default="fused",
+        choices=("fused", "keras"),
+        help="conv4's batch norm: fused (keras_meta.layers.BatchNormalization, "
+        "its default) or keras (keras.layers.BatchNormalization's composite "
+        "ops, as before; a lever measured in benchmarks/README.md)",
+    )
     args = parser.parse_args()
 
     if args.child:
@@ -430,6 +466,7 @@ def main():
             args.inner_steps,
             {"true": True, "false": False}.get(args.recompute, "auto"),
             args.tasks_per_group,
+            args.batch_norm,
         )
         print("RESULT " + json.dumps(result))
         return
