@@ -124,6 +124,30 @@ def test_second_derivatives_match_finite_differences(dtype):
         np.testing.assert_allclose(g, e, rtol=tolerance, atol=tolerance)
 
 
+def test_channels_first_uses_plain_ops_and_matches_numpy():
+    """An axis other than the last (channels first): no fused kernel, the
+    statistics over every other axis, as numpy computes them."""
+    shape = (4, 3, 5)
+    layer = keras_meta.layers.BatchNormalization(axis=1, momentum=0.5)
+    layer.build(shape)
+    gamma, beta = RNG.uniform(0.5, 1.5, 3), RNG.normal(size=3)
+    layer.gamma.assign(gamma)
+    layer.beta.assign(beta)
+    x = RNG.normal(1.0, 2.0, shape).astype("float32")
+    assert "FusedBatchNormV3" not in op_types(layer, x)
+    mean = x.mean((0, 2), keepdims=True)
+    variance = x.var((0, 2), keepdims=True)
+    expected = (x - mean) / np.sqrt(variance + layer.epsilon) * gamma[
+        :, None
+    ] + beta[:, None]
+    np.testing.assert_allclose(
+        layer(x, training=True), expected, rtol=1e-4, atol=1e-4
+    )
+    np.testing.assert_allclose(
+        layer.moving_variance, 0.5 + 0.5 * variance.ravel(), rtol=1e-5
+    )
+
+
 def test_float64_falls_back_to_keras(float64):
     """The kernel has no float64: Keras's composite ops, Keras's values."""
     shape = (6, 4)
