@@ -81,10 +81,9 @@ def build(
 
     ways, shots, queries, tasks, shape, filters, pooling, steps, k = config
     steps = inner_steps or steps
-    if algorithm == "pretrain":
-        learner = keras_meta.models.conv4(64, shape, filters, pooling)
-    else:
-        learner = keras_meta.models.conv4(ways, shape, filters, pooling)
+    # Pretrain classifies 64 training classes; the meta-learners N ways.
+    outputs = 64 if algorithm == "pretrain" else ways
+    learner = keras_meta.models.conv4(outputs, shape, filters, pooling)
     if batch_norm == "keras":
         learner = with_keras_batch_norm(learner)
     if algorithm == "pretrain":

@@ -5,7 +5,7 @@ import keras
 import tensorflow as tf
 
 # cuDNN's fused batch norm refuses a smaller epsilon; below it, the layer
-# uses plain ops, so that it behaves alike on every device.
+# runs Keras's own pass, so that it behaves alike on every device.
 _FUSED_MIN_EPSILON = 1.001e-5
 
 
@@ -30,58 +30,59 @@ class BatchNormalization(keras.layers.BatchNormalization):
     and is exact. It is also faster: on the meta-learners' conv4, about 20%
     less CPU work per meta-iteration (benchmarks/README.md, "Batch norm").
     Where the kernel does not apply (float64, an axis other than the last,
-    `epsilon` below cuDNN's 1.001e-5) the same exact statistics come from
-    plain ops. Outputs and the moving-statistics update are Keras's
-    (momentum towards the batch mean and the population variance).
+    `epsilon` below cuDNN's 1.001e-5, `renorm`) Keras's own training pass
+    runs, with only its moments replaced by exact ones. Outputs and the
+    moving-statistics update are Keras's (momentum towards the batch mean
+    and the population variance).
 
     Same arguments, variables and config as Keras's layer, which it leaves
-    to in inference mode, for a frozen layer, and with a mask, `renorm` or
+    to in inference mode, for a frozen layer, and with a mask or
     `synchronized` (whose second derivatives are then Keras's). `isinstance
     (layer, keras.layers.BatchNormalization)` holds, so the engine's
     batch-norm handling (non-transductive statistics, MAML++'s per-step
     copies) is the same.
     """
 
-    def _fused_applies(self, inputs):
+    def _fused_applies(self, inputs, training, mask):
         return (
-            self.axis % len(inputs.shape) == len(inputs.shape) - 1
+            training
+            and self.trainable
+            and mask is None
+            and not self.renorm
+            and not self.synchronized
+            and self.axis % len(inputs.shape) == len(inputs.shape) - 1
             and self.epsilon >= _FUSED_MIN_EPSILON
             and keras.backend.standardize_dtype(inputs.dtype)
             in ("float16", "bfloat16", "float32")
         )
 
     def call(self, inputs, training=None, mask=None):
-        if not (
-            training
-            and self.trainable
-            and mask is None
-            and not self.renorm
-            and not self.synchronized
-        ):
+        if not self._fused_applies(inputs, training, mask):
             return super().call(inputs, training=training, mask=mask)
-        # As Keras's layer: statistics in float32 (or float64) whatever the
-        # policy.
-        x = tf.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
-        if self._fused_applies(x):
-            y, mean, variance = self._fused(x)
-        else:
-            y, mean, variance = self._composite(x)
+        # As Keras's layer: statistics in float32 whatever the policy.
+        x = tf.cast(inputs, "float32")
+        y, mean, variance = self._fused(x)
         momentum = self.momentum
         self.moving_mean.assign(
-            tf.cast(self.moving_mean, x.dtype) * momentum
-            + tf.stop_gradient(mean) * (1.0 - momentum)
+            self.moving_mean * momentum
+            + tf.stop_gradient(mean) * (1 - momentum)
         )
         self.moving_variance.assign(
-            tf.cast(self.moving_variance, x.dtype) * momentum
-            + tf.stop_gradient(variance) * (1.0 - momentum)
+            self.moving_variance * momentum
+            + tf.stop_gradient(variance) * (1 - momentum)
         )
         return tf.cast(y, self.compute_dtype)
 
-    def _scale_and_offset(self, x, channels):
-        ones = tf.ones([channels], x.dtype)
-        scale = tf.cast(self.gamma, x.dtype) if self.scale else ones
-        offset = tf.cast(self.beta, x.dtype) if self.center else 0.0 * ones
-        return scale, offset
+    def _moments(self, inputs, mask):
+        """Keras's batch moments for its own training pass (where the
+        kernel does not apply), with the variance taken about the mean
+        without stopping its gradient, so second derivatives are exact."""
+        if mask is not None or self.synchronized:
+            return super()._moments(inputs, mask)
+        axes = self._reduction_axes
+        mean = keras.ops.mean(inputs, axes, keepdims=True)
+        variance = keras.ops.mean(keras.ops.square(inputs - mean), axes)
+        return keras.ops.squeeze(mean, axes), variance
 
     def _fused(self, x):
         """`(y, batch mean, batch population variance)` by the kernel."""
@@ -92,11 +93,11 @@ class BatchNormalization(keras.layers.BatchNormalization):
         # oneDNN on, made Meta-SGD's second-order graph cyclic: "nodes in
         # a cycle". Folded, it leaves the op alone, at the same speed.)
         rows = tf.reshape(x, [1, -1, 1, channels])
-        scale, offset = self._scale_and_offset(x, channels)
+        ones = tf.ones([channels], x.dtype)
         y, mean, corrected_variance, *_ = tf.raw_ops.FusedBatchNormV3(
             x=rows,
-            scale=scale,
-            offset=offset,
+            scale=tf.cast(self.gamma, x.dtype) if self.scale else ones,
+            offset=tf.cast(self.beta, x.dtype) if self.center else 0 * ones,
             mean=tf.zeros([0], x.dtype),
             variance=tf.zeros([0], x.dtype),
             epsilon=self.epsilon,
@@ -114,19 +115,3 @@ class BatchNormalization(keras.layers.BatchNormalization):
             / tf.maximum(count, 1.0)
         )
         return tf.reshape(y, tf.shape(x)), mean, variance
-
-    def _composite(self, x):
-        """As `_fused`, from plain ops; any axis and dtype. Unlike
-        `tf.nn.moments` (Keras's), the variance is taken about the mean
-        without stopping its gradient, so second derivatives are exact."""
-        axis = self.axis % len(x.shape)
-        axes = [i for i in range(len(x.shape)) if i != axis]
-        mean = tf.reduce_mean(x, axes, keepdims=True)
-        variance = tf.reduce_mean(tf.square(x - mean), axes, keepdims=True)
-        shape = [1] * len(x.shape)
-        shape[axis] = -1
-        scale, offset = self._scale_and_offset(x, tf.shape(x)[axis])
-        y = (x - mean) * tf.math.rsqrt(variance + self.epsilon) * tf.reshape(
-            scale, shape
-        ) + tf.reshape(offset, shape)
-        return y, tf.reshape(mean, [-1]), tf.reshape(variance, [-1])

@@ -31,3 +31,29 @@ def finite_differences(fn, arrays, eps=1e-6):
             grad[index] = (fn(up) - fn(down)) / (2 * eps)
         grads.append(grad)
     return grads
+
+
+def batch_norm(x, gamma, beta, epsilon):
+    """Training-mode batch norm over every axis but the last, and its
+    backward pass: `(y, backward)`, `backward(dy) -> (d_x, d_gamma)`, by
+    the textbook formulas."""
+    axes = tuple(range(x.ndim - 1))
+    rstd = 1 / np.sqrt(x.var(axes) + epsilon)
+    xhat = (x - x.mean(axes)) * rstd
+
+    def backward(dy):
+        d_xhat = dy * gamma
+        d_x = rstd * (
+            d_xhat - d_xhat.mean(axes) - xhat * (d_xhat * xhat).mean(axes)
+        )
+        return d_x, (dy * xhat).sum(axes)
+
+    return gamma * xhat + beta, backward
+
+
+def cross_entropy_logit_gradient(logits, labels):
+    """Gradient of mean softmax cross-entropy in the logits `[n, classes]`."""
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    probs[np.arange(len(labels)), labels] -= 1
+    return probs / len(labels)

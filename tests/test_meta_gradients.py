@@ -137,11 +137,7 @@ def numpy_support_gradient(params, x, labels):
     """Backprop of mean softmax cross-entropy through the two-layer net."""
     w1, b1, w2, b2 = params
     hidden, logits = numpy_forward(params, x)
-    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probs /= probs.sum(axis=1, keepdims=True)
-    d_logits = probs.copy()
-    d_logits[np.arange(len(labels)), labels] -= 1
-    d_logits /= len(labels)
+    d_logits = reference.cross_entropy_logit_gradient(logits, labels)
     d_hidden = d_logits @ w2.T * (1 - hidden**2)
     return [
         x.T @ d_hidden,
@@ -151,17 +147,31 @@ def numpy_support_gradient(params, x, labels):
     ]
 
 
-def numpy_meta_loss(params, x, query_y, alpha, steps, adapt_indices):
+def numpy_query_logits(params, x):
+    return numpy_forward(params, x)[1]
+
+
+def numpy_meta_loss(
+    params,
+    x,
+    query_y,
+    alpha,
+    steps,
+    adapt_indices,
+    support_gradient=numpy_support_gradient,
+    query_logits=numpy_query_logits,
+):
+    """Mean query loss over tasks after `steps` gradient steps on the
+    support set (`support_gradient`) of the parameters `adapt_indices`;
+    the two-layer net unless other functions are given."""
     losses = []
     for t in range(len(query_y)):
         fast = [p.copy() for p in params]
         for _ in range(steps):
-            grads = numpy_support_gradient(
-                fast, x["support_x"][t], x["support_y"][t]
-            )
+            grads = support_gradient(fast, x["support_x"][t], x["support_y"][t])
             for i in adapt_indices:
                 fast[i] = fast[i] - alpha * grads[i]
-        _, logits = numpy_forward(fast, x["query_x"][t])
+        logits = query_logits(fast, x["query_x"][t])
         losses.append(numpy_cross_entropy(logits, query_y[t]))
     return np.mean(losses)
 
@@ -220,20 +230,16 @@ def numpy_batch_norm_features(params, x):
     """Dense + tanh, then batch norm with the batch's own statistics
     (Keras's epsilon 1e-3): ANIL's body in training mode."""
     w1, b1, gamma, beta = params[:4]
-    hidden = np.tanh(x @ w1 + b1)
-    normed = (hidden - hidden.mean(0)) / np.sqrt(hidden.var(0) + 1e-3)
-    return gamma * normed + beta
+    return reference.batch_norm(np.tanh(x @ w1 + b1), gamma, beta, 1e-3)[0]
 
 
 def numpy_head_steps(features, labels, kernel, bias, alpha, steps):
     """A linear softmax head after `steps` gradient steps of size `alpha`
     on mean cross-entropy over `features`: `(kernel, bias)`."""
     for _ in range(steps):
-        logits = features @ kernel + bias
-        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probs /= probs.sum(axis=1, keepdims=True)
-        probs[np.arange(len(labels)), labels] -= 1
-        d_logits = probs / len(labels)
+        d_logits = reference.cross_entropy_logit_gradient(
+            features @ kernel + bias, labels
+        )
         kernel = kernel - alpha * features.T @ d_logits
         bias = bias - alpha * d_logits.sum(0)
     return kernel, bias
@@ -273,43 +279,27 @@ def numpy_batch_norm_support_gradient(params, x, labels):
     norm on the batch's statistics (epsilon 1e-3) and a linear head."""
     w1, b1, gamma, beta, w2, b2 = params
     hidden = np.tanh(x @ w1 + b1)
-    rstd = 1 / np.sqrt(hidden.var(0) + 1e-3)
-    xhat = (hidden - hidden.mean(0)) * rstd
-    features = gamma * xhat + beta
-    logits = features @ w2 + b2
-    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probs /= probs.sum(axis=1, keepdims=True)
-    probs[np.arange(len(labels)), labels] -= 1
-    d_logits = probs / len(labels)
-    d_xhat = d_logits @ w2.T * gamma
-    d_hidden = rstd * (d_xhat - d_xhat.mean(0) - xhat * (d_xhat * xhat).mean(0))
+    features, backward = reference.batch_norm(hidden, gamma, beta, 1e-3)
+    d_logits = reference.cross_entropy_logit_gradient(
+        features @ w2 + b2, labels
+    )
+    d_features = d_logits @ w2.T
+    d_hidden, d_gamma = backward(d_features)
     d_pre = d_hidden * (1 - hidden**2)
     return [
         x.T @ d_pre,
         d_pre.sum(0),
-        (d_logits @ w2.T * xhat).sum(0),
-        (d_logits @ w2.T).sum(0),
+        d_gamma,
+        d_features.sum(0),
         features.T @ d_logits,
         d_logits.sum(0),
     ]
 
 
-def numpy_maml_batch_norm_meta_loss(params, x, query_y, alpha, steps):
-    """Mean query loss after `steps` full steps; support and query each
-    normalised with their own batch statistics."""
-    losses = []
-    for t in range(len(query_y)):
-        fast = [p.copy() for p in params]
-        for _ in range(steps):
-            grads = numpy_batch_norm_support_gradient(
-                fast, x["support_x"][t], x["support_y"][t]
-            )
-            fast = [p - alpha * g for p, g in zip(fast, grads)]
-        features = numpy_batch_norm_features(fast, x["query_x"][t])
-        losses.append(
-            numpy_cross_entropy(features @ fast[4] + fast[5], query_y[t])
-        )
-    return np.mean(losses)
+def numpy_batch_norm_logits(params, x):
+    """The Dense-batch norm-Dense learner's logits, normalised with `x`'s
+    own batch statistics."""
+    return numpy_batch_norm_features(params, x) @ params[4] + params[5]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -335,7 +325,16 @@ def test_maml_through_batch_norm_matches_finite_differences(dtype):
     x = {k: v.astype(dtype) if v.dtype.kind == "f" else v for k, v in x.items()}
     params = [v.numpy().astype("float64") for v in learner.trainable_variables]
     expected = reference.finite_differences(
-        lambda p: numpy_maml_batch_norm_meta_loss(p, x, query_y, alpha, steps),
+        lambda p: numpy_meta_loss(
+            p,
+            x,
+            query_y,
+            alpha,
+            steps,
+            range(len(p)),
+            numpy_batch_norm_support_gradient,
+            numpy_batch_norm_logits,
+        ),
         params,
     )
     before, after = meta_step(model, (x, query_y))
