@@ -75,8 +75,9 @@ def test_second_derivatives_match_finite_differences(dtype):
     """For `f = sum(sin(bn(x)) * w)`, the gradient of `<df/dx, u> + <df/d
     gamma, v>` (what second-order MAML takes of an inner gradient) equals
     central differences of numpy's analytic first derivative, in float64:
-    float32 through the fused kernel, float64 through plain ops. Keras's own
-    layer fails this (its `tf.nn.moments` stops the mean's gradient)."""
+    float32 through the fused kernel, float64 through Keras's pass with
+    exact moments. Keras's own layer fails this (its `tf.nn.moments` stops
+    the mean's gradient)."""
     shape = (3, 4, 2, 5)
     x, w, u = (RNG.normal(1.0, 2.0, shape) for _ in range(3))
     gamma, v = RNG.uniform(0.5, 1.5, 5), RNG.normal(size=5)

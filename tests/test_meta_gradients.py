@@ -306,9 +306,9 @@ def numpy_batch_norm_logits(params, x):
 def test_maml_through_batch_norm_matches_finite_differences(dtype):
     """Second-order MAML differentiates the inner gradient through batch
     norm: with `keras_meta.layers.BatchNormalization` (the fused kernel in
-    float32, plain ops in float64) the meta-gradient equals float64 finite
-    differences of numpy's meta-loss. Keras's own layer misses its
-    second-derivative terms (tests/test_layers.py)."""
+    float32, Keras's pass with exact moments in float64) the meta-gradient
+    equals float64 finite differences of numpy's meta-loss. Keras's own
+    layer misses its second-derivative terms (tests/test_layers.py)."""
     alpha, steps = 0.5, 2
     learner = keras.Sequential(
         [
