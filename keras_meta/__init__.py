@@ -11,9 +11,12 @@ from keras_meta import (
     callbacks,
     config,
     data,
+    evaluation,
     inner_loop,
     layers,
     models,
+    protocols,
+    statistics,
 )
 from keras_meta.anil import ANIL
 from keras_meta.engine import MetaLearner, Task, TaskUpdate
@@ -42,7 +45,10 @@ __all__ = [
     "config",
     "data",
     "evaluate_few_shot",
+    "evaluation",
     "inner_loop",
     "layers",
     "models",
+    "protocols",
+    "statistics",
 ]

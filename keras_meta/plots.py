@@ -126,15 +126,47 @@ def curves(named_means, path, ylabel="test accuracy (%)", title=""):
 
 
 def lines(named_xy, path, xlabel="", ylabel="", title=""):
-    """One line per name `{name: (xs, ys)}`."""
+    """One line per name `{name: (xs, ys)}`, or several in one colour
+    `{name: [(xs, ys), ...]}` (a method's training seeds)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
-    for name, (xs, ys) in named_xy.items():
-        ax.plot(xs, ys, marker="o", markersize=3, label=name)
+    for k, (name, series) in enumerate(named_xy.items()):
+        if isinstance(series, tuple):
+            series = [series]
+        for i, (xs, ys) in enumerate(series):
+            ax.plot(
+                xs,
+                ys,
+                marker="o",
+                markersize=3,
+                color=f"C{k}",
+                alpha=1.0 if len(series) == 1 else 0.7,
+                label=name if i == 0 else None,
+            )
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def intervals(labels, means, lows, highs, path, xlabel="", title=""):
+    """One horizontal interval per label, its mean marked, and the zero
+    line: an interval that crosses it shows no difference."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 0.4 * len(labels) + 1.5))
+    positions = list(range(len(labels)))[::-1]
+    for y, mean, low, high in zip(positions, means, lows, highs):
+        colour = "C0" if low > 0 or high < 0 else "0.5"
+        ax.plot([low, high], [y, y], color=colour, linewidth=2)
+        ax.plot([mean], [y], "o", color=colour)
+    ax.axvline(0.0, color="k", linewidth=0.8)
+    ax.set_yticks(positions)
+    ax.set_yticklabels(labels)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     _save(fig, path)

@@ -90,6 +90,20 @@ def check_run_folder(out, metric="accuracy"):
     assert results["test"]["metric"] == metric
     assert results["num_test_tasks"] == 20
     assert results["bn_mode"] == "transductive"
+    # The MAML protocol, each test task's score kept in the order of the
+    # tasks: with one query per class, an accuracy is a multiple of 1/N.
+    assert results["protocol"] == "maml"
+    scores = results[
+        "task_" + ("accuracies" if metric == "accuracy" else "losses")
+    ]
+    assert len(scores) == 20 and np.mean(scores) == pytest.approx(
+        results["test"]["mean"], abs=1e-6
+    )
+    if metric == "accuracy":
+        ways = results["config"]["ways"]
+        hits = np.multiply(scores, ways)
+        np.testing.assert_allclose(hits, np.round(hits), atol=1e-6)
+    assert list(results["evaluations"]) == ["maml/transductive"]
     assert results["wall_time_seconds"] > 0
     assert "git_revision" in results and results["config"]["iterations"]
     assert [p["steps"] for p in results["test_by_steps"]] == [0, 1, 2]
@@ -172,6 +186,10 @@ BAD_FLAGS = [
     ("maml", ["--resume", "--overwrite"], "contradict"),
     ("maml", ["--task_parallelism=two"], "neither a positive int"),
     ("anil", ["--task_parallelism=0"], "must be at least 1"),
+    ("maml", ["--protocol=paper"], "Unknown protocol 'paper': choose among"),
+    ("maml", ["--protocol=maml,maml"], "names one protocol twice"),
+    ("compare", ["--seeds=0"], "--seeds=0: train each row at least once"),
+    ("compare", ["--protocol=nope"], "Unknown protocol 'nope': choose among"),
 ]
 
 
@@ -231,7 +249,8 @@ def test_settings_come_from_defaults_then_preset_then_flags():
     )
     assert config["inner_steps"] == 7  # the flag
     assert config["meta_batch"] == 10  # the preset
-    assert config["eval_tasks"] == 600  # the default
+    assert config["eval_tasks"] is None  # the default: the protocol's
+    assert config["protocol"] == "reptile"  # the preset's paper's
     assert config["inner_optimizer"] == "adam"  # the algorithm's default
     assert config["train_shots"] == 15 and config["eval_inner_steps"] == 5
 
@@ -453,6 +472,68 @@ COMPARE_EXTRA = " ".join(
 )
 
 
+def test_evaluate_script_adds_protocols_to_a_finished_run(
+    tmp_path, tiny_maml_run
+):
+    import shutil
+
+    from keras_meta.data import omniglot
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_maml_run[0], run)
+    done = run_module(
+        "train.evaluate",
+        f"--run={run}",
+        "--protocol=15_queries,reptile",
+        "--eval_tasks=10",
+        data_dir_flag(),
+    )
+    assert "protocol 15_queries" in done.stdout
+    results = json.loads((run / "results.json").read_text())
+    assert list(results["evaluations"]) == [
+        "maml/transductive",  # the run's own, kept
+        "15_queries/transductive",
+        "reptile/transductive",
+        "reptile/non_transductive",
+    ]
+    assert results["protocol"] == "maml"  # the headline stays
+    # The 15-query tasks are the test split's, drawn with the fixed test
+    # seed whatever the run's seed: scored here without the script.
+    model = keras.models.load_model(run / "model.keras")
+    x, y = next(
+        iter(
+            omniglot(
+                "test",
+                ways=5,
+                shots=1,
+                queries=15,
+                meta_batch=20,
+                seed=2,
+                data_dir=data_dir_flag().split("=", 1)[1],
+                download=False,
+            )
+        )
+    )
+    expected = (model.predict_on_batch(x).argmax(-1) == y.numpy()).mean(1)
+    np.testing.assert_allclose(
+        results["evaluations"]["15_queries/transductive"]["task_accuracies"],
+        expected[:10],
+        atol=1e-6,
+    )
+    again = run_module(
+        "train.evaluate", f"--run={run}", "--protocol=reptile", data_dir_flag()
+    )
+    assert "nothing to do" in again.stdout
+    before = (run / "results.json").read_text()
+    for flags, message in (
+        (["--protocol=paper"], "Unknown protocol 'paper'"),
+        ([f"--run={tmp_path}", "--protocol=maml"], "not a finished run"),
+    ):
+        bad = run_module("train.evaluate", f"--run={run}", *flags, check=False)
+        assert bad.returncode == 2 and message in bad.stderr
+    assert (run / "results.json").read_text() == before
+
+
 def test_analyze_script(tmp_path, tiny_maml_run):
     run, out = tiny_maml_run[0], tmp_path / "analysis"
     done = run_module(
@@ -470,7 +551,9 @@ def test_analyze_script(tmp_path, tiny_maml_run):
     assert missing.returncode == 2 and "no model.keras" in missing.stderr
 
 
-def compare(tmp_path, budget, extra, algorithms, names):
+def compare(tmp_path, budget, extra, algorithms, names, *flags):
+    """`train.compare` into tmp_path/cmp; checks the report's files and
+    that every row and seed was tested on the same tasks."""
     run_module(
         "train.compare",
         f"--budget={budget}",
@@ -479,43 +562,83 @@ def compare(tmp_path, budget, extra, algorithms, names):
         f"--output_dir={tmp_path / 'cmp'}",
         data_dir_flag(),
         f"--extra={extra}",
+        *flags,
         timeout=3000,
     )
     result = json.loads((tmp_path / "cmp" / "compare.json").read_text())
     assert [r["algorithm"] for r in result["rows"]] == names
     for row in result["rows"]:
-        assert 0.0 <= row["accuracy"] <= 1.0 and row["ci95"] >= 0.0
+        for summary in row["summary"].values():
+            assert 0.0 <= summary["min"] <= summary["mean"] <= summary["max"]
     assert (tmp_path / "cmp" / "compare.md").read_text().count("| ") > 30
     for png in ("compare_steps.png", "compare_validation.png"):
         with Image.open(tmp_path / "cmp" / png) as image:
             assert image.format == "PNG"
-    # The same meta-test tasks for every algorithm.
     configs = [
-        json.loads((pathlib.Path(r["run"]) / "config.json").read_text())
+        json.loads((pathlib.Path(s["run"]) / "config.json").read_text())
         for r in result["rows"]
+        for s in r["seeds"]
     ]
-    assert (
-        len(
-            {
-                (c["seed"], c["ways"], c["shots"], c["eval_queries"])
-                for c in configs
-            }
-        )
-        == 1
-    )
+    assert len({(c["ways"], c["shots"]) for c in configs}) == 1
     return result
 
 
 def test_compare_script_on_a_tiny_budget(tmp_path):
-    # One training run (to keep the default suite short), two rows: Pretrain
-    # with a fresh head, and the NIL head the script adds on its body.
-    compare(
+    # Pretrain alone (to keep the default suite short), two seeds, two
+    # rows: a fresh head, and the NIL head the script adds on its body.
+    pretrain = (
         tmp_path,
         2,
         COMPARE_EXTRA,
         "pretrain",
         ["Pretrain (fresh head)", "Pretrain (NIL head)"],
+        "--seeds=2",
+        "--seed=4",
     )
+    result = compare(*pretrain)
+    fresh, nil = result["rows"]
+    assert [s["seed"] for s in fresh["seeds"]] == [4, 5]
+    runs = [pathlib.Path(s["run"]) for s in fresh["seeds"]]
+    assert [p.parent.name for p in runs] == ["seed_4", "seed_5"]
+    # Each seed's run is tested under --protocol's maml and 15_queries.
+    key = "maml/transductive"
+    per_seed = [
+        json.loads((p / "results.json").read_text())["evaluations"]
+        for p in runs
+    ]
+    assert all({key, "15_queries/transductive"} <= set(e) for e in per_seed)
+    # The paired difference of the two rows, from the runs' own per-task
+    # scores: the mean over seeds and tasks, and its seed spread.
+    fresh_scores = np.array([e[key]["task_accuracies"] for e in per_seed])
+    nil_scores = np.array(
+        [s["evaluations"][key]["task_accuracies"] for s in nil["seeds"]]
+    )
+    assert fresh_scores.shape == nil_scores.shape == (2, 20)
+    (difference,) = result["differences"][key]
+    assert (difference["seeds"], difference["tasks"]) == (2, 20)
+    assert difference["mean"] == pytest.approx(
+        (fresh_scores - nil_scores).mean()
+    )
+    assert difference["low"] <= difference["mean"] <= difference["high"]
+    assert fresh["summary"][key]["std"] == pytest.approx(
+        np.std(fresh_scores.mean(axis=1), ddof=1)
+    )
+    report = (tmp_path / "cmp" / "compare.md").read_text()
+    assert "Pretrain (fresh head) - Pretrain (NIL head)" in report
+
+    # --resume reuses both runs and tests them under a protocol they lack.
+    before = (runs[0] / "model.keras").stat().st_mtime
+    again = compare(*pretrain, "--resume", "--protocol=reptile")
+    assert (runs[0] / "model.keras").stat().st_mtime == before
+    for run in runs:
+        evaluations = json.loads((run / "results.json").read_text())[
+            "evaluations"
+        ]
+        assert {"reptile/transductive", "reptile/non_transductive"} <= set(
+            evaluations
+        )
+        assert len(evaluations["reptile/transductive"]["task_accuracies"]) == 20
+    assert list(again["differences"]) == ["reptile/transductive"]
 
 
 @pytest.mark.slow
@@ -535,4 +658,5 @@ def test_compare_script_on_a_real_budget(tmp_path):
         ],
     )
     rows = {r["algorithm"]: r for r in result["rows"]}
-    assert rows["MAML"]["accuracy"] > 0.6  # chance is 0.2
+    maml = rows["MAML"]["summary"]["maml/transductive"]
+    assert maml["mean"] > 0.6  # chance is 0.2

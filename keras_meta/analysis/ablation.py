@@ -137,7 +137,8 @@ def nil_accuracy(model, episodes, num_tasks=100):
     mean cosine similarity to its own.
 
     Returns:
-        `{"accuracy": mean, "ci95": 95% interval, "num_tasks": n}`.
+        `{"accuracy": mean, "ci95": 95% interval, "num_tasks": n,
+        "task_accuracies": [n]}` (each task's, in the episodes' order).
     """
     split = LearnerSplit(model.learner, 1)
     weights, state = model.weights_and_state()
@@ -172,4 +173,5 @@ def nil_accuracy(model, episodes, num_tasks=100):
         "accuracy": float(scores.mean()),
         "ci95": ci95(scores),
         "num_tasks": int(len(scores)),
+        "task_accuracies": [float(v) for v in scores],
     }

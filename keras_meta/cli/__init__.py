@@ -1,6 +1,7 @@
 """Command-line tools: training scripts, analysis and comparison.
 
     keras-meta train <algorithm> [flags]   one run (python -m train.<algorithm>)
+    keras-meta evaluate --run=RUN --protocol=P   test a run under protocol P
     keras-meta compare [flags]             every algorithm side by side
     keras-meta analyze --model=RUN         rapid learning or feature reuse?
     keras-meta directions [flags]          the update directions, drawn
@@ -12,7 +13,14 @@ From a checkout, `python -m train.<name>` runs the same code.
 import os
 import sys
 
-COMMANDS = ("train", "compare", "analyze", "directions", "presets")
+COMMANDS = (
+    "train",
+    "evaluate",
+    "compare",
+    "analyze",
+    "directions",
+    "presets",
+)
 
 
 def main(argv=None):

@@ -1,19 +1,27 @@
 """Every algorithm side by side, fairly: `keras-meta compare` (or
 `python -m train.compare`).
 
-    python -m train.compare --dataset=omniglot --ways=5 --shots=1 --minutes=15
+    python -m train.compare --ways=5 --shots=1 --minutes=10 --seeds=3
 
 Each algorithm trains with its own paper's settings (its preset for this
 dataset, N and K, when there is one) for the same training time
 (`--minutes`, meta-validation excluded; or the same number of iterations
 with `--budget`), with its schedules scaled to the run it actually gets
-(Reptile's meta-step annealed to 0 over the time budget), and is tested
-with the weights that scored best on meta-validation (never on test
-tasks), on the same meta-test tasks as every other row. The table
-(`compare.md`, `compare.json`) gives accuracy, 95% interval, training time,
-iterations and tasks seen; `compare_validation.png` draws meta-validation
+(Reptile's meta-step annealed to 0 over the time budget), once per training
+seed (`--seeds`), and is tested with the weights that scored best on
+meta-validation (never on test tasks). Every row is tested under each
+`--protocol` on the same test tasks, and under its own paper's protocol.
+Runs go to `<output_dir>/seed_<s>/<algorithm>/`.
+
+The report (`compare.md`, `compare.json`) gives each method's mean over
+seeds with the spread between seeds, and every pairwise difference as a
+paired difference over the same seeds and test tasks with its 95%
+interval (`keras_meta.statistics`), worded as a finding only when the
+interval excludes zero. `compare_validation.png` draws meta-validation
 accuracy against training time, `compare_steps.png` test accuracy against
-adaptation steps. `--resume` reuses finished rows and resumes broken ones.
+adaptation steps, `compare_differences.png` the paired differences.
+`--resume` reuses finished rows (testing them under any protocol they
+lack) and resumes broken ones.
 """
 
 import json
@@ -25,6 +33,7 @@ import typing
 
 from absl import flags
 
+from keras_meta import protocols
 from keras_meta.cli import presets
 
 FLAGS = flags.FLAGS
@@ -54,8 +63,26 @@ flags.DEFINE_list(
 )
 flags.DEFINE_integer("eval_every", 250, "Iterations between validations.")
 flags.DEFINE_integer("val_tasks", 100, "Meta-validation tasks.")
-flags.DEFINE_integer("eval_tasks", 600, "Meta-test tasks (the same for all).")
-flags.DEFINE_integer("seed", 0, "Seed shared by all runs (same test tasks).")
+flags.DEFINE_integer(
+    "eval_tasks",
+    None,
+    "Meta-test tasks per protocol (default: each protocol's own count).",
+    lower_bound=1,
+)
+flags.DEFINE_integer("seed", 0, "The first training seed.", lower_bound=0)
+flags.DEFINE_integer(
+    "seeds",
+    1,
+    "Training seeds per row: --seed, --seed + 1, ... (every row and seed is "
+    "tested on the same tasks).",
+)
+flags.DEFINE_string(
+    "protocol",
+    "maml,15_queries",
+    "Protocols every row is tested under, comma-separated; each row is also "
+    "tested under its own paper's. The paired differences are reported for "
+    "each of these.",
+)
 flags.DEFINE_string("output_dir", None, "Where to write.")
 flags.DEFINE_string("data_dir", None, "TFDS data folder.")
 flags.DEFINE_boolean("overwrite", False, "Replace earlier runs.")
@@ -118,7 +145,15 @@ def extra_flags(script):
     return kept
 
 
-def row_command(key, run_dir):
+def row_protocols(preset):
+    """The protocols a row is tested under: its paper's first (its preset's
+    headline), then --protocol's."""
+    names = [] if not preset else [presets.PRESETS[preset]["protocol"]]
+    names += [n.strip() for n in FLAGS.protocol.split(",")]
+    return ",".join(dict.fromkeys(names))
+
+
+def row_command(key, run_dir, seed):
     """The training command of one row, and the preset it uses (or None)."""
     _, script, first_order, variant_flags = VARIANTS[key]
     preset = presets.find(
@@ -146,48 +181,76 @@ def row_command(key, run_dir):
         f"--eval_every={FLAGS.eval_every}",
         f"--checkpoint_every={FLAGS.eval_every}",
         f"--val_tasks={FLAGS.val_tasks}",
-        f"--eval_tasks={FLAGS.eval_tasks}",
         "--eval_queries=15",
-        f"--seed={FLAGS.seed}",
+        f"--protocol={row_protocols(preset)}",
+        f"--seed={seed}",
         f"--output_dir={run_dir}",
         "--verbose=2",
         *variant_flags,
         *extra_flags(script),
     ]
+    if FLAGS.eval_tasks:
+        command.append(f"--eval_tasks={FLAGS.eval_tasks}")
     if FLAGS.data_dir:
         command.append(f"--data_dir={FLAGS.data_dir}")
     return command, preset
 
 
-def train_row(key, run_dir):
-    """Trains one row (or reuses/resumes it); returns its results dict."""
-    command, preset = row_command(key, run_dir)
+def run_command(name, command):
+    """Runs one script as a subprocess; `RuntimeError` if it fails."""
+    print(f"== {name}: {shlex.join(command[2:])}", flush=True)
+    done = subprocess.run(command, check=False)
+    if done.returncode:
+        raise RuntimeError(
+            f"{name} failed (exit {done.returncode}); see above."
+        )
+
+
+def train_row(key, run_dir, seed):
+    """Trains one row (or reuses/resumes it), tests it under every protocol
+    the comparison needs; returns its results dict and preset."""
+    command, preset = row_command(key, run_dir, seed)
+    name = f"{VARIANTS[key].name}, seed {seed}"
     results = run_dir / "results.json"
     if FLAGS.resume and results.exists():
-        print(f"== {VARIANTS[key].name}: reusing {run_dir}", flush=True)
+        print(f"== {name}: reusing {run_dir}", flush=True)
+        test = [
+            sys.executable,
+            "-m",
+            "keras_meta.cli",
+            "evaluate",
+            f"--run={run_dir}",
+            f"--protocol={row_protocols(preset)}",
+        ]
+        if FLAGS.eval_tasks:
+            test.append(f"--eval_tasks={FLAGS.eval_tasks}")
+        if FLAGS.data_dir:
+            test.append(f"--data_dir={FLAGS.data_dir}")
+        run_command(f"{name}: testing", test)
         return json.loads(results.read_text()), preset
     if FLAGS.resume and (run_dir / "checkpoint" / "checkpoint.json").exists():
         command = [*command[:5], "--resume", f"--output_dir={run_dir}"]
     elif FLAGS.overwrite:
         command.append("--overwrite")
-    print(f"== {VARIANTS[key].name}: {shlex.join(command[2:])}", flush=True)
-    done = subprocess.run(command, check=False)
-    if done.returncode:
-        raise RuntimeError(
-            f"{VARIANTS[key].name} failed (exit {done.returncode}); see above."
-        )
+    run_command(name, command)
     return json.loads(results.read_text()), preset
 
 
+def seeds():
+    return list(range(FLAGS.seed, FLAGS.seed + FLAGS.seeds))
+
+
 def compare(out):
-    """Trains (or reuses) every requested row, then writes the report."""
+    """Trains (or reuses) every requested row for every seed, then writes
+    the report."""
     from keras_meta.cli import compare_report
 
     runs = {}
-    for key in FLAGS.algorithms:
-        run_dir = out / key
-        result, preset = train_row(key, run_dir)
-        runs[key] = (run_dir, result, preset)
+    for seed in seeds():
+        for key in FLAGS.algorithms:
+            run_dir = out / f"seed_{seed}" / key
+            result, preset = train_row(key, run_dir, seed)
+            runs.setdefault(key, {})[seed] = (run_dir, result, preset)
     settings = {
         k: FLAGS[k].value
         for k in (
@@ -198,9 +261,12 @@ def compare(out):
             "budget",
             "eval_tasks",
             "seed",
+            "seeds",
+            "protocol",
             "extra",
         )
     }
+    settings["seed_list"] = seeds()
     compare_report.write(out, runs, VARIANTS, settings)
 
 
@@ -218,6 +284,18 @@ def main(argv):
         return 2
     if FLAGS.resume and FLAGS.overwrite:
         print("error: --resume and --overwrite contradict", file=sys.stderr)
+        return 2
+    if FLAGS.seeds < 1:
+        print(
+            f"error: --seeds={FLAGS.seeds}: train each row at least once "
+            "(--seeds=1 or more).",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        protocols.parse(FLAGS.protocol)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     out = pathlib.Path(
         FLAGS.output_dir

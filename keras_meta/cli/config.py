@@ -8,6 +8,8 @@ fields below, so `--helpfull` shows the real default of that script.
 
 import dataclasses
 
+from keras_meta import protocols
+
 
 def _field(default, help, choices=None, lower=None, only=None):
     """A field with what its flag needs: help, allowed values or lower bound,
@@ -36,7 +38,10 @@ class RunConfig:
     )
     queries: int = _field(15, "Query examples per class in training.", lower=1)
     eval_queries: int = _field(
-        15, "Query examples per class for validation and test.", lower=1
+        15,
+        "Query examples per class for meta-validation (the test's come "
+        "from --protocol).",
+        lower=1,
     )
     meta_batch: int = _field(32, "T: tasks per meta-iteration.", lower=1)
     inner_lr: float = _field(0.4, "Inner-loop step size (alpha).", lower=0)
@@ -108,8 +113,18 @@ class RunConfig:
         500, "Iterations between meta-validations (an epoch).", lower=1
     )
     val_tasks: int = _field(100, "Meta-validation tasks.", lower=1)
-    eval_tasks: int = _field(
-        600, "Meta-test tasks for the final accuracy (papers: 600).", lower=1
+    protocol: str = _field(
+        "maml",
+        "Test protocol(s), comma-separated, the first the headline: maml "
+        "(K queries per class, 600 tasks, transductive), reptile (1 query, "
+        "10,000 tasks, both batch-norm modes), mamlpp (1 query, 600 tasks, "
+        "both modes) or 15_queries (keras-meta's before 2026-12). A paper "
+        "preset sets its paper's (README: Evaluation protocol).",
+    )
+    eval_tasks: int | None = _field(
+        None,
+        "Meta-test tasks for the final accuracy (default: the protocol's).",
+        lower=1,
     )
     curve_tasks: int = _field(
         200,
@@ -179,6 +194,10 @@ class RunConfig:
             ),
         )
 
+    def test_protocols(self):
+        """The run's test protocols, the headline first."""
+        return protocols.parse(self.protocol)
+
     def as_dict(self):
         return dataclasses.asdict(self)
 
@@ -203,6 +222,10 @@ class RunConfig:
             problems.append(f"--meta_lr must be positive, got {self.meta_lr}")
         if self.minutes is not None and not self.minutes > 0:
             problems.append(f"--minutes must be positive, got {self.minutes}")
+        try:
+            protocols.parse(self.protocol)
+        except ValueError as e:
+            problems.append(str(e).rstrip("."))
         if self.algorithm == "reptile" and self.inner_steps < 1:
             problems.append(
                 "--inner_steps must be >= 1 for reptile: with 0 steps its "

@@ -4,6 +4,11 @@ so that compare and analyze can use it beside their own)."""
 import os
 
 EVAL_META_BATCH = 20
+# The meta-test tasks' seed, whatever the run's: every run of one setting
+# and protocol is tested on the same tasks, in the same order, so that two
+# runs (two methods, or two training seeds) pair up task by task. (Runs
+# with --seed=0 have always drawn them with 2.)
+TEST_SEED = 2
 
 
 class UnknownDataset(ValueError):
@@ -22,19 +27,36 @@ def class_partition(num_classes, split):
     return list(range(*bounds[split]))
 
 
-def make_data(config, split, episodic=True, start=0):
-    """Episodes of a split (`train`/`val`/`test`), or plain batches."""
+def test_data(config, protocol):
+    """The meta-test episodes of `protocol`: its queries per class, drawn
+    with `TEST_SEED`."""
+    return make_data(
+        config,
+        "test",
+        queries=protocol.queries_per_class(config.shots),
+    )
+
+
+def make_data(config, split, episodic=True, start=0, queries=None):
+    """Episodes of a split (`train`/`val`/`test`), or plain batches.
+
+    Training draws `config.queries` query examples per class, validation
+    `config.eval_queries`, and the test `queries` (see `test_data`)."""
     import keras_meta
 
     training = split == "train"
+    if queries is None:
+        queries = config.queries if training else config.eval_queries
     common = dict(
         ways=config.ways,
         shots=(config.train_shots or config.shots)
         if training
         else config.shots,
-        queries=config.queries if training else config.eval_queries,
+        queries=queries,
         meta_batch=config.meta_batch if training else EVAL_META_BATCH,
-        seed=config.seed + {"train": 0, "val": 1, "test": 2}[split],
+        seed=TEST_SEED
+        if split == "test"
+        else config.seed + {"train": 0, "val": 1}[split],
         start=start,
     )
     if config.dataset == "sinusoid":

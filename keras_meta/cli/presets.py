@@ -19,6 +19,7 @@ _MAML_OMNIGLOT = dict(
     iterations=60000,
 )
 _MAML_MINIIMAGENET = dict(
+    protocol="maml",
     dataset="mini_imagenet",
     pooling="max",
     filters=32,
@@ -30,6 +31,7 @@ _MAML_MINIIMAGENET = dict(
     eval_inner_steps=10,
 )
 _OMNIGLOT_5W1S = dict(
+    protocol="maml",
     ways=5,
     shots=1,
     queries=1,
@@ -40,6 +42,7 @@ _OMNIGLOT_5W1S = dict(
     **_MAML_OMNIGLOT,
 )
 _OMNIGLOT_20W1S = dict(
+    protocol="maml",
     ways=20,
     shots=1,
     queries=1,
@@ -56,6 +59,7 @@ PRESETS = {
         "(about 10 minutes on 2 cores)",
         paper=None,
         algorithm="maml",
+        protocol="maml",
         dataset="omniglot",
         ways=5,
         shots=1,
@@ -85,7 +89,7 @@ PRESETS = {
         paper=98.3,
         algorithm="maml",
         first_order=True,
-        **_OMNIGLOT_5W1S,
+        **{**_OMNIGLOT_5W1S, "protocol": "reptile"},
     ),
     "maml_omniglot_5w5s": dict(
         source="MAML paper, Table 1 (Omniglot 5-way 5-shot, 99.9 +- 0.1%)",
@@ -167,6 +171,7 @@ PRESETS = {
         "made little difference: supervised-reptile issue 10)",
         paper=97.68,
         algorithm="reptile",
+        protocol="reptile",
         dataset="omniglot",
         ways=5,
         shots=1,
@@ -202,6 +207,7 @@ PRESETS = {
         "throughout, cosine meta learning rate, 100 epochs",
         paper=97.65,
         algorithm="mamlpp",
+        protocol="mamlpp",
         dataset="omniglot",
         ways=20,
         shots=1,
@@ -226,6 +232,7 @@ PRESETS = {
         "epochs",
         paper=52.15,
         algorithm="mamlpp",
+        protocol="mamlpp",
         dataset="mini_imagenet",
         ways=5,
         shots=1,
@@ -248,6 +255,7 @@ PRESETS = {
         "head fitted at test; no paper figure for this setting",
         paper=None,
         algorithm="pretrain",
+        protocol="maml",
         dataset="omniglot",
         ways=5,
         shots=1,
@@ -264,6 +272,7 @@ PRESETS = {
         "step of 0.01, meta-batch 25, 70,000 iterations",
         paper=None,
         algorithm="maml",
+        protocol="maml",
         dataset="sinusoid",
         shots=10,
         queries=10,

@@ -68,14 +68,76 @@ def check_finite(model):
             )
 
 
-def steps_curve(model, test, config, folder, name, metric):
+def score_key(metric):
+    """The results.json key of per-task scores."""
+    return "task_accuracies" if metric == "accuracy" else "task_losses"
+
+
+def evaluation_record(result, config):
+    """One test result as results.json keeps it: the summary, its line,
+    and every task's score in the order of the protocol's test tasks."""
+    ways = None if config.dataset == "sinusoid" else config.ways
+    return {
+        **result.as_dict(),
+        "summary": result.describe(ways, config.shots),
+        score_key(result.metric): [
+            float(f"{v:.6g}") for v in result.task_scores
+        ],
+        "git_revision": git_revision(),
+    }
+
+
+def evaluate_protocols(model, config, protocols=None, num_tasks=None):
+    """Tests `model` under each protocol (default: the run's) and each of
+    its batch-norm modes, on the protocol's own test tasks. Returns
+    `{"<protocol>/<bn mode>": record}`, the headline first; prints each
+    line. Raises `TrainingFailed` on a score that is not finite."""
+    records = {}
+    for protocol in protocols or config.test_protocols():
+        test = datasets.test_data(config, protocol)
+        results = keras_meta.evaluation.evaluate_protocol(
+            model, test, protocol, num_tasks
+        )
+        for result in results:
+            if not math.isfinite(result.mean):
+                raise TrainingFailed(
+                    f"The meta-test {result.metric} under protocol "
+                    f"{protocol.name} is {result.mean}: not a result."
+                )
+            record = evaluation_record(result, config)
+            print(f"meta-test {record['summary']}", flush=True)
+            records[f"{protocol.name}/{result.bn_mode}"] = record
+    return records
+
+
+def headline(records):
+    """`results.json`'s headline keys from the first evaluation."""
+    key, first = next(iter(records.items()))
+    scores = score_key(first["metric"])
+    return {
+        "protocol": first["protocol"],
+        "test": {k: v for k, v in first.items() if k != scores},
+        scores: first[scores],
+        "bn_mode": first["bn_mode"],
+        "num_test_tasks": first["num_tasks"],
+    }
+
+
+def steps_curve(model, config, folder, name, metric):
     """Test score after 0..`curve_steps` adaptation steps (`curve_tasks`
-    tasks each), drawn with the learning curve; returns the
-    `FewShotResult`s."""
+    tasks each, the headline protocol's), drawn with the learning curve;
+    returns the `FewShotResult`s."""
+    protocol = config.test_protocols()[0]
+    test = datasets.test_data(config, protocol)
     steps = list(range(config.curve_steps + 1))
     curve = [
         keras_meta.evaluate_few_shot(
-            model, test, config.curve_tasks, inner_steps=k
+            model,
+            test,
+            config.curve_tasks,
+            inner_steps=k,
+            bn_mode=protocol.bn_modes[0],
+            protocol=protocol,
         )
         for k in steps
     ]
@@ -100,21 +162,14 @@ def steps_curve(model, test, config, folder, name, metric):
 
 
 def evaluate_and_write(model, config, folder, name, wall_start, training):
-    """Tests `model` on `eval_tasks` meta-test tasks and on `curve_tasks`
-    tasks for 0..`curve_steps` steps, then writes the model, SavedModel,
-    plots and `results.json`. Returns the results dict."""
+    """Tests `model` under the run's protocols and on `curve_tasks` tasks
+    for 0..`curve_steps` steps, then writes the model, SavedModel, plots
+    and `results.json`. Returns the results dict."""
     model, selected = select_model(model, config, folder)
     check_finite(model)
-    test = datasets.make_data(config, "test")
-    result = keras_meta.evaluate_few_shot(model, test, config.eval_tasks)
-    if not math.isfinite(result.mean):
-        raise TrainingFailed(
-            f"The meta-test {result.metric} is {result.mean}: not a result."
-        )
-    ways = None if config.dataset == "sinusoid" else config.ways
-    print(f"meta-test {result.describe(ways, config.shots)}")
-
-    curve = steps_curve(model, test, config, folder, name, result.metric)
+    records = evaluate_protocols(model, config, num_tasks=config.eval_tasks)
+    top = headline(records)
+    curve = steps_curve(model, config, folder, name, top["test"]["metric"])
     model.save(folder.model_file)
     model.export(folder.saved_model)
     results = {
@@ -122,16 +177,12 @@ def evaluate_and_write(model, config, folder, name, wall_start, training):
         "algorithm": config.algorithm,
         "config": config.as_dict(),
         "git_revision": git_revision(),
-        "test": {
-            **result.as_dict(),
-            "summary": result.describe(ways, config.shots),
-        },
+        **top,
+        "evaluations": records,
         "test_by_steps": [
             {"steps": k, "mean": r.mean, "ci95": r.ci95}
             for k, r in enumerate(curve)
         ],
-        "bn_mode": result.bn_mode,
-        "num_test_tasks": result.num_tasks,
         "selected_iteration": selected,
         "wall_time_seconds": time.time() - wall_start,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -19,6 +19,7 @@ last), so a rejected command leaves no half-made folder behind.
 
 import json
 import pathlib
+import re
 import shutil
 
 from keras_meta.atomic import atomic_path
@@ -85,11 +86,23 @@ class RunFolder:
 
     @staticmethod
     def write_json(path, value):
-        """Writes `value` as JSON to `path`, atomically."""
-        RunFolder.write_text(path, json.dumps(value, indent=2))
+        """Writes `value` as JSON to `path`, atomically; a list of numbers
+        (such as per-task scores) stays on one line."""
+        RunFolder.write_text(
+            path, _NUMBER_LIST.sub(_one_line, json.dumps(value, indent=2))
+        )
 
     @staticmethod
     def write_text(path, text):
         """Writes `text` to `path`, atomically."""
         with atomic_path(path) as staged, open(staged, "w") as f:
             f.write(text)
+
+
+_NUMBER_LIST = re.compile(
+    r"\[\s*(-?[0-9][-+0-9.eE]*(?:,\s*-?[0-9][-+0-9.eE]*)*)\s*\]"
+)
+
+
+def _one_line(match):
+    return "[" + ", ".join(match.group(1).replace(",", " ").split()) + "]"

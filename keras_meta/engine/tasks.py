@@ -129,12 +129,22 @@ def map_task_groups(fn, episode, output_signature, iteration=0, most=8):
     else:
         size = group_size(count, most)
         grouped = {
-            name: tf.reshape(value, [count // size, size, *value.shape[1:]])
+            name: tf.reshape(value, [count // size, size, *_inner_shape(value)])
             for name, value in fields.items()
         }
     return tf.map_fn(
         fn, grouped, fn_output_signature=output_signature, parallel_iterations=1
     )
+
+
+def _inner_shape(value):
+    """The shape of `value` after its task axis, static where known (Keras
+    relaxes a retraced step's sizes to unknown)."""
+    dynamic = tf.shape(value)
+    return [
+        size if size is not None else dynamic[i + 1]
+        for i, size in enumerate(value.shape[1:])
+    ]
 
 
 def ungroup(values):
