@@ -2,9 +2,8 @@
 
 TensorFlow reads `TF_ENABLE_ONEDNN_OPTS` once, when it loads, and by default
 turns its oneDNN CPU kernels on only on x86 CPUs with AVX-512 features. On
-other x86 CPUs (AVX2, such as this project's AMD EPYC development machine)
-they made MAML on conv4 1.46x faster and lighter, and a plain Keras `fit`
-1.4-2.5x faster (benchmarks/README.md, "oneDNN"). This module imports
+other x86 CPUs (AVX2) they make meta-training and a plain Keras `fit`
+faster (benchmarks/README.md, "oneDNN", has the figures). This module imports
 nothing of TensorFlow, so that `keras_meta/__init__.py` can use it first;
 `keras_meta.config.onednn_enabled()` says which kernels the process got.
 """

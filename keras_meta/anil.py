@@ -28,9 +28,8 @@ class ANIL(MetaLearner):
     Its tasks can run together (`model.vectorize_tasks = True`),
     `tasks_per_group` at a time: the body's weights are the same for every
     task, so its layers run once on the group's images (batch-norm
-    statistics still per task). Off by default: on a 2-core CPU it was
-    slower than one task at a time and took twice the memory
-    (`benchmarks/README.md`).
+    statistics still per task). Off by default: on a CPU it is slower than
+    one task at a time and takes more memory (`benchmarks/README.md`).
     """
 
     def __init__(

@@ -7,8 +7,8 @@ much in synchronisation as it gains, and two tasks side by side run faster.
 That is the default on a CPU-only host: the tasks run as a `tf.data` map on
 a thread pool of their own, one thread per op, so TensorFlow's global thread
 pools stay as they are and any other model in the process (a large-batch
-`Pretrain`, any Keras model) keeps every core for each op: 1.0-1.5x faster
-than one task at a time on a 2-core machine. TensorFlow's oneDNN kernels take
+`Pretrain`, any Keras model) keeps every core for each op; on a 2-core
+machine it is faster than one task at a time. TensorFlow's oneDNN kernels take
 their threads from the global pool whatever that pool's limit says, so
 setting the global threads to one per op before TensorFlow starts
 (`threads_per_op="global"`, as the training scripts do) is faster still in
@@ -75,8 +75,7 @@ def set_task_parallelism(tasks="auto", threads_per_op="auto"):
     """Runs `tasks` tasks of each meta-batch at once, sharing the CPU cores.
 
     Peak memory grows with `tasks`: each task in flight holds its
-    activations until its meta-gradient is taken (20-way Omniglot MAML:
-    1257 MiB with one task, 1467 MiB with two).
+    activations until its meta-gradient is taken.
 
     Args:
         tasks: a positive int, or `"auto"` (the default without a call): 2
@@ -92,8 +91,7 @@ def set_task_parallelism(tasks="auto", threads_per_op="auto"):
             - `"global"`: TensorFlow's process-wide intra-op threads set to
               `cores // tasks`. Call it first thing, before TensorFlow runs
               any op; every other model in the process then gets that many
-              threads per op too (a large-batch model ran about 1.3x
-              slower). Kept as a measured alternative.
+              threads per op too, which slows a large-batch model.
             - None: TensorFlow's threading as it is; only the number of
               tasks in flight changes.
 
@@ -185,8 +183,8 @@ def warn_if_slow_cpu_kernels():
     warnings.warn(
         "TensorFlow's oneDNN CPU kernels are off in this process: TensorFlow "
         "was imported before keras_meta, and on this CPU (no AVX-512) it "
-        "leaves them off by default. Meta-training conv4 measured about 1.5x "
-        "faster with them (keras-meta's benchmarks/README.md). Import "
+        "leaves them off by default; meta-training is faster with them "
+        "(keras-meta's benchmarks/README.md). Import "
         "keras_meta before keras and tensorflow, or start Python with "
         "TF_ENABLE_ONEDNN_OPTS=1 (=0 silences this).",
         stacklevel=2,

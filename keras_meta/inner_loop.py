@@ -19,11 +19,9 @@ import keras
 import tensorflow as tf
 
 # Adam steps (Reptile's inner loop) run unrolled up to this many steps, in a
-# `tf.while_loop` beyond. On a 2-core CPU with two tasks in flight, Reptile
-# on 5-way max-pool Omniglot took 3.9-4.8 s per meta-iteration with its five
-# steps unrolled against 4.3-6.1 s (mostly 5.6-6.1) looped, for 25 MiB more
-# (benchmarks/README.md). The bound covers the papers' training steps while
-# long evaluations (50 steps) keep the loop's small graph.
+# `tf.while_loop` beyond: unrolled, the papers' few training steps run
+# faster on a CPU (benchmarks/README.md, "Levers measured"), while long
+# evaluations (50 steps) keep the loop's small graph.
 MAX_UNROLLED_ADAM_STEPS = 10
 
 

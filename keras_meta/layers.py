@@ -27,8 +27,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
     In training mode this layer runs TensorFlow's `FusedBatchNormV3`
     (oneDNN on CPUs, cuDNN on GPUs, XLA under `jit_compile`), whose
     registered second derivative recomputes the statistics from the input
-    and is exact. It is also faster: on the meta-learners' conv4, about 20%
-    less CPU work per meta-iteration (benchmarks/README.md, "Batch norm").
+    and is exact. It is also less CPU work per meta-iteration than Keras's
+    unfused ops (benchmarks/README.md, "Batch norm").
     Where the kernel does not apply (float64, an axis other than the last,
     `epsilon` below cuDNN's 1.001e-5, `renorm`) Keras's own training pass
     runs, with only its moments replaced by exact ones. Outputs and the

@@ -31,8 +31,7 @@ class MAML(MetaLearner):
             memory stays flat as `inner_steps` grows, for one more forward
             and backward pass per step. The meta-gradient is unchanged.
             `"auto"` (default) recomputes when `inner_steps > 1`, where it
-            measured about as fast and 100-440 MiB lighter
-            (`benchmarks/README.md`).
+            is about as fast and lighter (`benchmarks/README.md`).
 
     Example:
 

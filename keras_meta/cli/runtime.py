@@ -17,10 +17,10 @@ def set_task_parallelism(value, algorithm):
 
     `auto`: two tasks in flight with TensorFlow's process-wide threads set
     to one per op on a CPU-only host (`threads_per_op="global"`), the
-    fastest measured; a script runs one kind of model, so nothing else in
-    the process pays for it. The pre-training baseline, whose large batches
-    want every core per op, keeps one task in flight and TensorFlow's
-    threading.
+    fastest in benchmarks/README.md; a script runs one kind of model, so
+    nothing else in the process pays for it. The pre-training baseline,
+    whose large batches want every core per op, keeps one task in flight
+    and TensorFlow's threading.
     """
     from keras_meta import config as keras_meta_config
 
