@@ -250,7 +250,8 @@ class MAMLPlusPlus(PerStepBatchNorm, MetaLearner):
             adapted, state, loss = self._run(
                 init, state, task, steps, first_order, query_weights
             )
-        grads = tape.gradient(loss, init + own)
+            scaled = self.scale_loss(loss)
+        grads = tape.gradient(scaled, init + own)
         # The last step's predictions, for the metrics.
         y_pred, _, _ = self._forward_at(
             tf.nest.map_structure(tf.stop_gradient, adapted),

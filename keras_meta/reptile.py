@@ -173,8 +173,12 @@ class Reptile(MetaLearner):
         return TaskUpdate(adapted, loss, y_pred, state)
 
     def meta_gradients(self, values, mean_update):
-        """`phi - mean_tasks(W)`: with SGD(eps), `phi + eps (mean W - phi)`."""
-        return [w - mean for w, mean in zip(values, mean_update)]
+        """`phi - mean_tasks(W)`: with SGD(eps), `phi + eps (mean W - phi)`
+        (scaled by the loss scale, which a `LossScaleOptimizer` divides
+        out)."""
+        return [
+            self.scale_loss(w - mean) for w, mean in zip(values, mean_update)
+        ]
 
     def get_config(self):
         return {

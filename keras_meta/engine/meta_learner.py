@@ -192,7 +192,8 @@ class MetaLearner(
         with tf.GradientTape() as tape:
             tape.watch(init)
             loss, y_pred, state = self._query_objective(init, state, task)
-        grads = tape.gradient(loss, init + own)
+            scaled = self.scale_loss(loss)
+        grads = tape.gradient(scaled, init + own)
         return TaskUpdate(
             inner_loop.zeros_for_none(grads, init + own), loss, y_pred, state
         )
@@ -221,7 +222,7 @@ class MetaLearner(
                 ),
                 group,
             )
-            loss = tf.reduce_mean(losses)
+            loss = self.scale_loss(tf.reduce_mean(losses))
         grads = inner_loop.zeros_for_none(
             tape.gradient(loss, init + own), init + own
         )
@@ -233,6 +234,18 @@ class MetaLearner(
         here that mean itself."""
         del values
         return mean_update
+
+    def scale_loss(self, value):
+        """`value` times the optimizer's loss scale, as Keras's own
+        `train_step` scales the loss it differentiates: under a
+        `mixed_float16` policy Keras wraps the optimizer in a
+        `LossScaleOptimizer`, which divides the gradients it is given by
+        that scale. A gradient the engine hands the optimizer goes through
+        this (the default `task_update` differentiates the scaled loss;
+        Reptile scales its `phi - W`)."""
+        if self.optimizer is None:
+            return value
+        return self.optimizer.scale_loss(value)
 
     # -- Keras steps --------------------------------------------------------
 
