@@ -155,11 +155,9 @@ def onednn_enabled():
     (by default: on for x86 CPUs with AVX-512 features, off for others).
     `import keras_meta` before TensorFlow asks for them on every x86 CPU.
     """
-    try:
-        from tensorflow.python.util import _pywrap_util_port
-    except ImportError:
-        return None
-    return bool(_pywrap_util_port.IsMklEnabled())
+    from keras_meta import compat
+
+    return compat.onednn_enabled()
 
 
 _cpu_kernels_checked = False

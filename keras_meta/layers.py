@@ -4,6 +4,8 @@ TensorFlow's fused kernel."""
 import keras
 import tensorflow as tf
 
+from keras_meta import compat
+
 # cuDNN's fused batch norm refuses a smaller epsilon; below it, the layer
 # runs Keras's own pass, so that it behaves alike on every device.
 _FUSED_MIN_EPSILON = 1.001e-5
@@ -79,7 +81,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
         without stopping its gradient, so second derivatives are exact."""
         if mask is not None or self.synchronized:
             return super()._moments(inputs, mask)
-        axes = self._reduction_axes
+        axes = compat.reduction_axes(self)
         mean = keras.ops.mean(inputs, axes, keepdims=True)
         variance = keras.ops.mean(keras.ops.square(inputs - mean), axes)
         return keras.ops.squeeze(mean, axes), variance

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_meta import compat
 from keras_meta.layers import BatchNormalization
 
 
@@ -128,7 +129,7 @@ class BatchNormStatistics:
     def __init__(self, model):
         variables = model.non_trainable_variables
         self.layers = []
-        for layer in model._flatten_layers(include_self=False):
+        for layer in compat.flatten_layers(model):
             if isinstance(layer, keras.layers.BatchNormalization):
                 mean, variance = variable_indices(
                     [layer.moving_mean, layer.moving_variance], variables

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_meta import inner_loop
+from keras_meta import compat, inner_loop
 from keras_meta.checks import check_bool, check_count
 from keras_meta.engine import MetaLearner, TaskUpdate
 from keras_meta.learner_parts import add_weight_holding, put, take
@@ -132,7 +132,7 @@ class MAMLPlusPlus(PerStepBatchNorm, MetaLearner):
         """Loads this model's own variables; a model saved before
         `schedule_clock` existed (one variable fewer) loads with the clock
         unset."""
-        own = self._trainable_variables + self._non_trainable_variables
+        own = compat.own_variables(self)
         if len(store.keys()) != len(own) - 1:
             return super().load_own_variables(store)
         for i, variable in enumerate(own[:-1]):

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_meta import compat
 from keras_meta.learner_parts import (
     add_weight_holding,
     put,
@@ -32,7 +33,7 @@ class PerStepBatchNorm:
         batch-norm layer, from the learner's own."""
         layers = [
             layer
-            for layer in learner._flatten_layers(include_self=False)
+            for layer in compat.flatten_layers(learner)
             if isinstance(layer, keras.layers.BatchNormalization)
         ]
         self._bn_layers = layers if enabled else []

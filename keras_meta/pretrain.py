@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from keras_meta import inner_loop
+from keras_meta import compat, inner_loop
 from keras_meta.checks import check_count
 from keras_meta.engine import MetaLearner
 from keras_meta.learner_parts import (
@@ -241,7 +241,9 @@ class Pretrain(MetaLearner):
         variables = self.learner.trainable_variables
         grads = tape.gradient(loss, variables)
         self.optimizer.apply_gradients(zip(grads, variables))
-        self._loss_tracker.update_state(loss, sample_weight=tf.shape(y_pred)[0])
+        compat.loss_tracker(self).update_state(
+            loss, sample_weight=tf.shape(y_pred)[0]
+        )
         return self.logs_for_workers(
             self.compute_metrics(x, y, y_pred, sample_weight)
         )

@@ -8,13 +8,13 @@ the update is then the mean over all T tasks, as on one device.
 
 `KerasIssue20585` gathers what keras-team/keras#20585 (Keras's `fit` fails
 under MultiWorkerMirroredStrategy) requires; when Keras fixes it, delete the
-class and its base in `MetaLearner`.
+class and its base in `MetaLearner`. The private Keras method it overrides
+is listed in `keras_meta.compat`, whose test fails by name if it changes.
 """
 
-import inspect
-
-import keras
 import tensorflow as tf
+
+from keras_meta import compat
 
 
 def num_replicas():
@@ -38,24 +38,10 @@ def mean_over_replicas(value):
 
 def multi_worker(strategy):
     """Whether `strategy` spans several workers (MultiWorkerMirrored)."""
-    extended = getattr(strategy, "extended", None)
     return (
         isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-        and getattr(extended, "_num_workers", 1) > 1
+        and compat.num_workers(strategy) > 1
     )
-
-
-def _hook_signature():
-    hook = getattr(keras.Model, "_maybe_symbolic_build", None)
-    if hook is None:
-        return None
-    return tuple(inspect.signature(hook).parameters)
-
-
-# The private Keras method overridden below, as Keras 3.15 defines it; on
-# another signature the override stands aside and Keras's own code runs.
-_SYMBOLIC_BUILD_SIGNATURE = ("self", "iterator", "data_batch")
-SYMBOLIC_BUILD_HOOK_MATCHES = _hook_signature() == _SYMBOLIC_BUILD_SIGNATURE
 
 
 class KerasIssue20585:
@@ -78,15 +64,14 @@ class KerasIssue20585:
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         sample = self.__dict__.get("_build_sample")
         if (
-            not SYMBOLIC_BUILD_HOOK_MATCHES
-            or self._distribute_strategy is None
+            compat.distribute_strategy(self) is None
             or sample is None
             or not isinstance(sample[0], dict)
             or sample[1] is None
         ):
             return super()._maybe_symbolic_build(iterator, data_batch)
         with self.distribute_strategy.scope():
-            self._symbolic_build(data_batch=sample)
+            compat.symbolic_build(self, sample)
 
     @staticmethod
     def logs_for_workers(logs):

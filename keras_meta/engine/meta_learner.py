@@ -43,7 +43,7 @@ mean over the tasks: they serve only the bare learner in inference mode.
 import keras
 import tensorflow as tf
 
-from keras_meta import config, inner_loop
+from keras_meta import compat, config, inner_loop
 from keras_meta.checks import check_count, check_learner, check_rate
 from keras_meta.engine import distribute, serving
 from keras_meta.engine.inputs import EpisodeInputs
@@ -135,7 +135,7 @@ class MetaLearner(
         for `train_step`'s check of Keras's batch norm."""
         if not self.second_order:
             return []
-        return self.learner._flatten_layers(include_self=False)
+        return compat.flatten_layers(self.learner)
 
     @property
     def meta_variables(self):
@@ -417,7 +417,7 @@ class MetaLearner(
                 variable.assign(values[-1])
 
     def _update_metrics(self, episode, y_pred, loss):
-        self._loss_tracker.update_state(
+        compat.loss_tracker(self).update_state(
             loss, sample_weight=tf.shape(episode.support_x)[0]
         )
         logs = self.compute_metrics(
