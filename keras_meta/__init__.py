@@ -19,24 +19,31 @@ from keras_meta import (
     statistics,
 )
 from keras_meta.anil import ANIL
+from keras_meta.boil import BOIL
 from keras_meta.engine import MetaLearner, Task, TaskUpdate
 from keras_meta.evaluation import FewShotResult, evaluate_few_shot
+from keras_meta.imaml import IMAML
 from keras_meta.maml import MAML
 from keras_meta.mamlpp import MAMLPlusPlus
 from keras_meta.metasgd import MetaSGD
 from keras_meta.pretrain import Pretrain
+from keras_meta.protonet import ProtoMAML, ProtoNet
 from keras_meta.reptile import Reptile
 
 __version__ = "0.2.0"
 
 __all__ = [
     "ANIL",
+    "BOIL",
     "FewShotResult",
+    "IMAML",
     "MAML",
     "MAMLPlusPlus",
     "MetaLearner",
     "MetaSGD",
     "Pretrain",
+    "ProtoMAML",
+    "ProtoNet",
     "Reptile",
     "Task",
     "TaskUpdate",

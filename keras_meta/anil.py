@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from keras_meta import inner_loop
+from keras_meta import compat, inner_loop
 from keras_meta.engine import MetaLearner
 from keras_meta.learner_parts import LearnerSplit, put, take
 
@@ -37,7 +37,7 @@ class ANIL(MetaLearner):
         learner,
         inner_lr=0.01,
         inner_steps=1,
-        eval_inner_steps=None,
+        eval_inner_steps: int | None = None,
         head_layers=1,
         **kwargs,
     ):
@@ -53,13 +53,14 @@ class ANIL(MetaLearner):
 
     def second_order_layers(self):
         """Only the head's steps are differentiated twice."""
-        return self._split.head._flatten_layers(include_self=False)
+        return compat.flatten_layers(self._split.head)
 
     def adapt_task(self, weights, state, task, steps, differentiable):
         split = self._split
+        learner_state = state["learner"]
         features, body_state = split.body.stateless_call(
             take(weights, split.body_trainable),
-            take(state, split.body_non_trainable),
+            take(learner_state, split.body_non_trainable),
             task.support_x,
             training=True,
         )
@@ -78,15 +79,16 @@ class ANIL(MetaLearner):
         head_weights, head_state = inner_loop.gradient_descent(
             head_loss,
             take(weights, split.head_trainable),
-            take(state, split.head_non_trainable),
+            take(learner_state, split.head_non_trainable),
             steps,
             self.inner_lr,
             differentiable,
         )
         weights = put(weights, split.head_trainable, head_weights)
-        state = put(state, split.body_non_trainable, body_state)
-        state = put(state, split.head_non_trainable, head_state)
-        return weights, [tf.stop_gradient(s) for s in state]
+        learner_state = put(learner_state, split.body_non_trainable, body_state)
+        learner_state = put(learner_state, split.head_non_trainable, head_state)
+        learner_state = [tf.stop_gradient(s) for s in learner_state]
+        return weights, {**state, "learner": learner_state}
 
     def get_config(self):
         return {**super().get_config(), "head_layers": self.head_layers}

@@ -39,6 +39,21 @@ def check_learner(learner):
             "learner must be a keras.Model (Sequential or functional), got "
             f"{type(learner).__name__}."
         )
+    # A functional model (or a built Sequential) has symbolic inputs; a
+    # subclassed model has none.
+    subclassed = not isinstance(learner, keras.Sequential) and (
+        getattr(learner, "inputs", None) is None
+    )
+    if subclassed:
+        raise TypeError(
+            f"The learner {type(learner).__name__} is a subclassed "
+            "keras.Model: keras-meta reads a learner's input and output "
+            "shapes and splits it into its layers (ANIL's head, the "
+            "analyses), which a subclassed model does not expose. Build it "
+            "as a keras.Sequential or a functional keras.Model (keras.Input "
+            "-> layers -> keras.Model(inputs, outputs)); any standard layer "
+            "works."
+        )
     if not learner.built:
         raise ValueError(
             "The learner is not built, so its weights do not exist yet: give "

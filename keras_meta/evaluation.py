@@ -94,9 +94,12 @@ def _scores_function(model):
 
 def queries_per_class(model, x):
     """`(shots, queries)` per class of an episode batch: support and query
-    examples per class for classification, per task for regression."""
+    examples per class for classification (the ways read off the first
+    task's support labels), per task for regression."""
     support, query = x["support_x"].shape[1], x["query_x"].shape[1]
-    ways = model.num_classes or 1
+    ways = 1
+    if model.num_classes is not None:
+        ways = int(np.max(np.asarray(x["support_y"][0]))) + 1
     return support // ways, query // ways
 
 

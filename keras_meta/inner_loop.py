@@ -87,9 +87,7 @@ def gradient_descent(
     step, unroll = _descent_step(
         loss_fn, learning_rate, differentiable, recompute
     )
-    return repeat_steps(
-        step, (list(weights), list(state)), steps, unroll=unroll
-    )
+    return repeat_steps(step, (list(weights), state), steps, unroll=unroll)
 
 
 def _descent_step(loss_fn, learning_rate, differentiable, recompute):
@@ -103,10 +101,7 @@ def _descent_step(loss_fn, learning_rate, differentiable, recompute):
             )
 
         def recomputed(carry, i):
-            weights, state = rematerialised_step(
-                loss_fn, *carry, learning_rate, i
-            )
-            return weights, list(state)
+            return rematerialised_step(loss_fn, *carry, learning_rate, i)
 
         return recomputed, False
 
@@ -115,7 +110,7 @@ def _descent_step(loss_fn, learning_rate, differentiable, recompute):
         if not differentiable:
             grads = [tf.stop_gradient(g) for g in grads]
         rate = rate_at(learning_rate, i)
-        return descend(carry[0], grads, rate), list(state)
+        return descend(carry[0], grads, rate), state
 
     # Differentiating plain second-order steps through a tf.while_loop
     # nested in the meta-batch loop trips a TensorFlow runtime bug
@@ -177,7 +172,7 @@ def rematerialised_step(loss_fn, weights, state, learning_rate, step=0):
         inputs = list(inputs)
         loss, new_state = loss_fn(inputs, state, step)
         grads = zeros_for_none(tf.gradients(loss, inputs), inputs)
-        holder["state"] = [tf.stop_gradient(s) for s in new_state]
+        holder["state"] = tf.nest.map_structure(tf.stop_gradient, new_state)
 
         def grad_fn(*upstream):
             # Tie the recomputation to the incoming gradients: otherwise
@@ -240,16 +235,42 @@ def adam_descent(
                 w - learning_rate * g / (keras.ops.sqrt(v_hat) + epsilon)
             )
             new_moments.append(v)
-        return new_weights, new_moments, count, list(state)
+        return new_weights, new_moments, count, state
 
     fresh = moments is None
     carry = (
         weights,
         [keras.ops.zeros_like(w) for w in weights] if fresh else list(moments),
         tf.zeros([], dtype) if fresh else tf.cast(count, dtype),
-        list(state),
+        state,
     )
     weights, moments, count, state = repeat_steps(
         step, carry, steps, unroll=steps <= MAX_UNROLLED_ADAM_STEPS
     )
     return weights, state, moments, count
+
+
+def conjugate_gradient(matvec, b, steps):
+    """Solves `A x = b` for symmetric positive definite `A`, given as
+    `matvec(v) -> A v`, by `steps` iterations of conjugate gradients from
+    x = 0 (exact after as many steps as unknowns, in exact arithmetic).
+    `b` and `x` are lists of tensors (a weight list's shape), so `A` is
+    never formed: iMAML's `A v` is a Hessian-vector product."""
+
+    def dot(u, v):
+        return tf.add_n([tf.reduce_sum(a * c) for a, c in zip(u, v)])
+
+    x = [keras.ops.zeros_like(t) for t in b]
+    r, p = list(b), list(b)
+    rs = dot(r, r)
+    tiny = tf.constant(1e-30, rs.dtype)
+    for _ in range(steps):
+        ap = matvec(p)
+        alpha = rs / tf.maximum(dot(p, ap), tiny)
+        x = [xi + alpha * pi for xi, pi in zip(x, p)]
+        r = [ri - alpha * api for ri, api in zip(r, ap)]
+        rs_new = dot(r, r)
+        beta = rs_new / tf.maximum(rs, tiny)
+        p = [ri + beta * pi for ri, pi in zip(r, p)]
+        rs = rs_new
+    return x

@@ -51,9 +51,9 @@ class MAML(MetaLearner):
         learner,
         inner_lr=0.01,
         inner_steps=1,
-        eval_inner_steps=None,
+        eval_inner_steps: int | None = None,
         first_order=False,
-        recompute="auto",
+        recompute: bool | str = "auto",
         **kwargs,
     ):
         super().__init__(

@@ -68,7 +68,11 @@ class MAMLPlusPlus(PerStepBatchNorm, MetaLearner):
         inner_steps, eval_inner_steps: as for `MAML` (the authors: 5). At
             evaluation, steps past `inner_steps` reuse the last step's
             rates and batch-norm parameters.
-        learned_rates, multi_step_loss, per_step_batch_norm: the switches.
+        learned_rates: learn a step size per inner step and weight (LSLR).
+        multi_step_loss: the meta-loss weighs the query loss after every
+            inner step, annealed to the last (MSL).
+        per_step_batch_norm: each inner step has its own batch-norm scale,
+            offset and running statistics (BNWB + BNRS).
         multi_step_loss_iterations: iterations of MSL annealing (the
             authors: 10 epochs of 500 for Omniglot, 15 for Mini-ImageNet).
         first_order_iterations: DA's first-order iterations (the paper's
@@ -81,7 +85,7 @@ class MAMLPlusPlus(PerStepBatchNorm, MetaLearner):
         learner,
         inner_lr=0.1,
         inner_steps=5,
-        eval_inner_steps=None,
+        eval_inner_steps: int | None = None,
         learned_rates=True,
         multi_step_loss=True,
         multi_step_loss_iterations=5000,
@@ -151,11 +155,14 @@ class MAMLPlusPlus(PerStepBatchNorm, MetaLearner):
 
     @property
     def state_variables(self):
-        return [
-            *self.learner.non_trainable_variables,
-            *self.bn_means,
-            *self.bn_variances,
-        ]
+        """The learner's, and each batch-norm layer's per-step running
+        statistics (`"bn_means"`, `"bn_variances"`: `[inner_steps, ...]`
+        each)."""
+        return {
+            **super().state_variables,
+            "bn_means": list(self.bn_means),
+            "bn_variances": list(self.bn_variances),
+        }
 
     def _rates(self, step):
         rates = tf.gather(

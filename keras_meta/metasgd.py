@@ -36,7 +36,7 @@ class MetaSGD(MetaLearner):
         learner,
         inner_lr=0.01,
         inner_steps=1,
-        eval_inner_steps=None,
+        eval_inner_steps: int | None = None,
         first_order=False,
         **kwargs,
     ):

@@ -23,7 +23,7 @@ class PerStepBatchNorm:
     for every batch-norm layer `l` of the learner, `[inner_steps, ...]`
     copies: `bn_gammas[l]`, `bn_betas[l]` (meta-learned; list them in
     `meta_variables`) and `bn_means[l]`, `bn_variances[l]` (running
-    statistics; list them in `state_variables` after the learner's own).
+    statistics; name them in `state_variables` beside the learner's own).
     `_forward_at` then runs the learner as at inner step `step`; steps past
     `inner_steps - 1` reuse the last step's copies.
     """
@@ -90,38 +90,35 @@ class PerStepBatchNorm:
         """The learner's weights and state for inner step `step`: its
         batch-norm parameters and statistics swapped for that step's."""
         if not self._bn_layers:
-            return weights, state[: len(self.learner.non_trainable_variables)]
+            return weights, state["learner"]
         i = self._step_index(step)
-        own = len(self.learner.non_trainable_variables)
-        layers = len(self._bn_layers)
         params = []
         for gamma, beta in zip(self.bn_gammas, self.bn_betas):
             params += [tf.gather(gamma, i), tf.gather(beta, i)]
-        means, variances = state[own : own + layers], state[own + layers :]
         stats = []
-        for mean, variance in zip(means, variances):
+        for mean, variance in zip(state["bn_means"], state["bn_variances"]):
             stats += [tf.gather(mean, i), tf.gather(variance, i)]
         return (
             put(weights, self._bn_params, params),
-            put(state[:own], self._bn_stats, stats),
+            put(state["learner"], self._bn_stats, stats),
         )
 
     def _store_step(self, state, learner_state, step):
         """`state` with the learner's part from `learner_state` and step
         `step`'s running statistics updated from it."""
-        own = len(self.learner.non_trainable_variables)
+        state = {**state, "learner": list(learner_state)}
         if not self._bn_layers:
-            return list(learner_state) + list(state[own:])
+            return state
         i = self._step_index(step)
-        layers = len(self._bn_layers)
         updated = take(learner_state, self._bn_stats)
-        own_stats = list(state[own:])
-        for layer in range(layers):
-            for k, table in ((0, layer), (1, layers + layer)):
-                own_stats[table] = tf.tensor_scatter_nd_update(
-                    own_stats[table], [[i]], [updated[2 * layer + k]]
+        for k, name in enumerate(("bn_means", "bn_variances")):
+            state[name] = [
+                tf.tensor_scatter_nd_update(
+                    table, [[i]], [updated[2 * layer + k]]
                 )
-        return list(learner_state) + own_stats
+                for layer, table in enumerate(state[name])
+            ]
+        return state
 
     def _forward_at(self, weights, state, x, step, transductive=True):
         """`(predictions, state, losses)` of the learner at inner step

@@ -5,7 +5,8 @@ import csv
 from keras_meta.atomic import atomic_path
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (files, no screen)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -34,7 +35,7 @@ def learning_curve(
     """Meta-train loss and `metric`, and meta-validation `metric`, against
     iteration. `history` maps names (`loss`, `accuracy`, `val_accuracy`)
     to per-evaluation values taken at `iterations`."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     if "loss" in history:
         left.plot(iterations, history["loss"], label="meta-train loss")
@@ -51,12 +52,12 @@ def learning_curve(
     right.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def score_by_steps(steps, means, ci95, path, metric="accuracy", title=""):
     """Test score (with 95% CI bars) against adaptation steps."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 4))
     scale = 100.0 if metric == "accuracy" else 1.0
     ax.errorbar(
@@ -71,20 +72,21 @@ def score_by_steps(steps, means, ci95, path, metric="accuracy", title=""):
     ax.set_title(title or f"Test {metric} against adaptation steps")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
-def _save(fig, path):
+def save_figure(fig, path):
+    """Writes `fig` to the PNG `path` atomically, then closes it."""
     with atomic_path(path, suffix=".png") as staged:
         fig.savefig(staged, dpi=100)
-    _pyplot().close(fig)
+    pyplot().close(fig)
 
 
 def bar_chart(
     names, values, path, errors=None, ylabel="", title="", series=None
 ):
     """Bars of `values` (or of several `series` {label: values}) by name."""
-    plt = _pyplot()
+    plt = pyplot()
     series = series or {ylabel: values}
     fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(names)), 4))
     width = 0.8 / len(series)
@@ -108,7 +110,7 @@ def bar_chart(
         ax.legend()
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def curves(named_means, path, ylabel="test accuracy (%)", title=""):
@@ -128,7 +130,7 @@ def curves(named_means, path, ylabel="test accuracy (%)", title=""):
 def lines(named_xy, path, xlabel="", ylabel="", title=""):
     """One line per name `{name: (xs, ys)}`, or several in one colour
     `{name: [(xs, ys), ...]}` (a method's training seeds)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for k, (name, series) in enumerate(named_xy.items()):
         if isinstance(series, tuple):
@@ -149,13 +151,13 @@ def lines(named_xy, path, xlabel="", ylabel="", title=""):
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def intervals(labels, means, lows, highs, path, xlabel="", title=""):
     """One horizontal interval per label, its mean marked, and the zero
     line: an interval that crosses it shows no difference."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 0.4 * len(labels) + 1.5))
     positions = list(range(len(labels)))[::-1]
     for y, mean, low, high in zip(positions, means, lows, highs):
@@ -169,4 +171,4 @@ def intervals(labels, means, lows, highs, path, xlabel="", title=""):
     ax.set_title(title)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)

@@ -51,8 +51,8 @@ class Pretrain(MetaLearner):
     def __init__(
         self,
         learner,
-        inner_lr=0.01,
-        inner_steps=None,
+        inner_lr=0.1,
+        inner_steps: int | None = None,
         eval_inner_steps=100,
         ways=None,
         adaptation="fresh_head",
@@ -125,7 +125,7 @@ class Pretrain(MetaLearner):
         of `reference_x` if given (non-transductive), else of `x`."""
         split = self._split
         body_weights = take(weights, split.body_trainable)
-        body_state = take(state, split.body_non_trainable)
+        body_state = take(state["learner"], split.body_non_trainable)
         if reference_x is not None:
             features = self._body_batch_norm.call(
                 split.body, body_weights, body_state, x, reference_x

@@ -115,6 +115,17 @@ PROTOCOLS = {
         "ensemble of the best validation models, and its +- (a std over "
         "3 seeds, not a 95% interval)",
     ),
+    "protonet": Protocol(
+        "protonet",
+        queries=5,
+        num_tasks=1000,
+        bn_modes=("non_transductive", "transductive"),
+        source="Snell et al. 2017 and jakesnell/prototypical-networks "
+        "run_eval.py: the trained model's 5 queries per class (data.query), "
+        "1,000 test episodes, the network in eval mode (batch norm on the "
+        "running statistics of training: each query alone); our "
+        "non_transductive normalises with the support set's statistics",
+    ),
     "15_queries": Protocol(
         "15_queries",
         queries=15,

@@ -48,7 +48,9 @@ def train(algorithm):
             "maml": lambda: keras_meta.MAML(learner, 0.4),
             "fomaml": lambda: keras_meta.MAML(learner, 0.4, first_order=True),
             "anil": lambda: keras_meta.ANIL(learner, 0.4, inner_steps=2),
-            "reptile": lambda: keras_meta.Reptile(learner, 0.1, 3),
+            "reptile": lambda: keras_meta.Reptile(
+                learner, 0.1, 3, inner_optimizer="sgd"
+            ),
         }[algorithm]()
         model.compile(
             # SGD: Adam would turn float rounding in near-zero gradients

@@ -137,3 +137,58 @@ def test_vectorized_tasks_need_the_default_task_update():
     learner = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     with pytest.raises(TypeError, match="vectorize_tasks"):
         Custom(learner)
+
+
+def balanced_episode(tasks=2, ways=3, shots=2, dim=4):
+    """Every task labels its classes 0..ways-1, as N-way K-shot tasks do."""
+    x, _ = episode(tasks, ways * shots, ways * shots, ways, dim)
+    labels = np.tile(np.repeat(np.arange(ways), shots), (tasks, 1))
+    x["support_y"] = labels
+    return x, labels.copy()
+
+
+def test_a_subclassed_learner_is_refused_with_what_works():
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(3)
+
+        def build(self, shape):
+            self.dense.build(shape)
+
+        def call(self, x):
+            return self.dense(x)
+
+    learner = Subclassed()
+    learner.build((None, 4))
+    with pytest.raises(TypeError, match="subclassed keras.Model.*functional"):
+        keras_meta.MAML(learner)
+
+
+def test_integer_images_are_refused_with_the_fix():
+    x, y = balanced_episode()
+    x["support_x"] = (255 * x["support_x"]).astype(np.uint8)
+    with pytest.raises(
+        TypeError, match=r"uint8 values.*scale them to \[0, 1\]"
+    ):
+        compiled_maml().fit(x, y, verbose=0)
+
+
+def test_sample_weights_of_the_wrong_shape_or_sign():
+    x, y = balanced_episode()  # 2 tasks of 6 queries
+    for weight in (np.ones((3, 1)), np.ones((2, 5)), np.ones((2, 6, 1))):
+        with pytest.raises(ValueError, match=r"T=2 tasks of Q=6 queries"):
+            compiled_maml().fit(x, y, sample_weight=weight, verbose=0)
+    with pytest.raises(ValueError, match="negative weights"):
+        compiled_maml().fit(
+            x, y, sample_weight=np.array([1.0, -0.5]), verbose=0
+        )
+
+
+def test_more_learner_outputs_than_ways_is_refused():
+    x, y = balanced_episode(ways=3)
+    with pytest.raises(
+        ValueError, match="5 outputs, but the episodes are 3-way"
+    ):
+        compiled_maml(ways=5).fit(x, y, verbose=0)
+    compiled_maml(ways=3).fit(x, y, verbose=0)  # as many outputs as ways

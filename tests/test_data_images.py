@@ -78,6 +78,18 @@ def test_from_directory_bad_input(tmp_path):
     write_folder(tmp_path / "ok")
     with pytest.raises(ValueError, match="ways=9 is more than the 6 classes"):
         keras_meta.data.from_directory(tmp_path / "ok", ways=9)
+    (tmp_path / "ok" / "class_99").mkdir()
+    with pytest.raises(ValueError, match="class_99' holds no image"):
+        keras_meta.data.from_directory(tmp_path / "ok")
+
+
+def test_no_download_is_tried_offline(tmp_path, monkeypatch):
+    # A closed local port stands for a machine without internet: the
+    # loader says so in seconds instead of retrying downloads for minutes.
+    monkeypatch.setenv("KERAS_META_DOWNLOAD_PROBE", "127.0.0.1:9")
+    (tmp_path / "tfds").mkdir()
+    with pytest.raises(ValueError, match="cannot download it"):
+        keras_meta.data.omniglot("train", data_dir=str(tmp_path / "tfds"))
 
 
 @pytest.fixture(scope="module")

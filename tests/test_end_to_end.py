@@ -78,7 +78,11 @@ LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         (
             "reptile",
             lambda learner: keras_meta.Reptile(
-                learner, inner_lr=0.1, inner_steps=5, eval_inner_steps=10
+                learner,
+                inner_lr=0.1,
+                inner_steps=5,
+                eval_inner_steps=10,
+                inner_optimizer="sgd",
             ),
             "sgd",
         ),

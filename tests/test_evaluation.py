@@ -133,7 +133,7 @@ def test_protocols_as_the_papers_test():
         ("maml,maml", "twice"),
         ("", "at least one"),
         ("maml,,reptile", "at least one"),
-        ("nope", "choose among maml, reptile, mamlpp, 15_queries"),
+        ("nope", "choose among maml, reptile, mamlpp, protonet, 15_queries"),
     ):
         with pytest.raises(ValueError, match=message):
             protocols.parse(bad)

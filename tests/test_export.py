@@ -67,13 +67,28 @@ def run_elsewhere(tmp_path, export_dir, arrays):
     return np.load(tmp_path / "out.npy"), info
 
 
-@pytest.mark.parametrize("algorithm", ["maml", "anil", "pretrain"])
+@pytest.mark.parametrize(
+    "algorithm", ["maml", "anil", "pretrain", "boil", "protonet", "protomaml"]
+)
 def test_saved_model_adapts_like_the_model(tmp_path, algorithm):
     if algorithm == "pretrain":
         learner = keras_meta.models.conv4(7, (16, 16, 1), filters=4)
         model = keras_meta.Pretrain(
             learner, ways=3, inner_lr=0.5, eval_inner_steps=3
         )
+    elif algorithm.startswith("proto"):
+        learner = keras_meta.models.conv4(None, (16, 16, 1), filters=4)
+        cls = {"protonet": keras_meta.ProtoNet}.get(algorithm)
+        model = (
+            cls(learner, ways=3)
+            if cls
+            else keras_meta.ProtoMAML(
+                learner, ways=3, inner_lr=0.5, eval_inner_steps=3
+            )
+        )
+    elif algorithm == "boil":
+        learner = keras_meta.models.conv4(3, (16, 16, 1), filters=4)
+        model = keras_meta.BOIL(learner, inner_lr=0.5, eval_inner_steps=3)
     else:
         learner = keras_meta.models.conv4(3, (16, 16, 1), filters=4)
         cls = keras_meta.MAML if algorithm == "maml" else keras_meta.ANIL
@@ -90,7 +105,7 @@ def test_saved_model_adapts_like_the_model(tmp_path, algorithm):
     logits, info = run_elsewhere(tmp_path, tmp_path / "exported", arrays)
     assert not info["keras_meta_imported"]
     assert info["keys"] == ["logits"]
-    if algorithm == "pretrain":
+    if algorithm in ("pretrain", "boil") or algorithm.startswith("proto"):
         expected = model.predict_on_batch(
             {k: v[None] for k, v in arrays.items()}
         )[0]

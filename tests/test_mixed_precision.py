@@ -32,7 +32,9 @@ def meta_update(policy, algorithm):
             ]
         )
         if algorithm == "reptile":
-            model = keras_meta.Reptile(learner, inner_lr=0.1, inner_steps=2)
+            model = keras_meta.Reptile(
+                learner, inner_lr=0.1, inner_steps=2, inner_optimizer="sgd"
+            )
         else:
             model = keras_meta.MAML(learner, inner_lr=0.3, inner_steps=2)
         model.compile(optimizer=keras.optimizers.SGD(0.5), loss=LOSS)

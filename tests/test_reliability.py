@@ -176,6 +176,12 @@ BAD_REQUESTS = textwrap.dedent("""
         "empty support set": dict(support_x=x(0, 12, 12, 1),
                                   support_y=y()),
         "empty query set": dict(query_x=x(0, 12, 12, 1)),
+        "an inf pixel in one query": dict(
+            query_x=tf.tensor_scatter_nd_update(
+                good["query_x"], [[2, 5, 5, 0]], [np.inf])),
+        "a NaN in the support set": dict(
+            support_x=tf.tensor_scatter_nd_update(
+                good["support_x"], [[0, 1, 1, 0]], [np.nan])),
     }
     out = {}
     for name, change in cases.items():
@@ -213,7 +219,42 @@ def test_saved_model_refuses_bad_requests_with_clear_errors(tmp_path):
         "more labels than images": "one label per example of support_x",
         "empty support set": "support_x must hold at least one example",
         "empty query set": "query_x must hold at least one example",
+        "an inf pixel in one query": "query_x holds NaN or infinite values",
+        "a NaN in the support set": "support_x holds NaN or infinite",
     }
     for name, message in expected.items():
         assert out[name].startswith("InvalidArgumentError"), (name, out[name])
         assert message in out[name], (name, out[name])
+
+
+HOLD_LOCK = textwrap.dedent("""
+    import sys, time
+    from keras_meta.cli.run_folder import RunFolder
+    RunFolder(sys.argv[1]).lock()
+    print("locked", flush=True)
+    time.sleep(600)
+""")
+
+
+def test_a_run_folder_is_locked_for_its_process_life_only(tmp_path):
+    from keras_meta.cli.errors import UsageError
+    from keras_meta.cli.run_folder import RunFolder
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(tmp_path / "run")],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(UsageError, match=f"process {holder.pid}"):
+            RunFolder(tmp_path / "run").lock()
+    finally:
+        holder.kill()  # SIGKILL: no chance to clean up
+        holder.wait()
+    # The OS dropped the dead process's lock: the folder is free again.
+    folder = RunFolder(tmp_path / "run")
+    folder.lock()
+    assert (tmp_path / "run" / ".lock").read_text() == f"{os.getpid()}\n"
+    assert not folder.holds_files()  # the lock file alone is no run

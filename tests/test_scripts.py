@@ -37,7 +37,8 @@ OFTEN = [
     "--curve_steps=2",
 ]
 TINY_BUDGET = ["--iterations=4", "--eval_tasks=20", *OFTEN]
-TINY = ["--dataset=omniglot", *SMALL_OMNIGLOT, *TINY_BUDGET, "--verbose=2"]
+# No --verbose: into a pipe, the scripts log one line per epoch.
+TINY = ["--dataset=omniglot", *SMALL_OMNIGLOT, *TINY_BUDGET]
 
 
 def data_dir_flag():
@@ -138,6 +139,9 @@ def test_maml_script_end_to_end(tiny_maml_run):
     out, result = tiny_maml_run
     assert "meta-test accuracy" in result.stdout
     assert "iteration 4:" in result.stdout
+    # Not a terminal: no live progress bar redrawn with \r and \b.
+    assert "\b" not in result.stdout and "\r" not in result.stdout
+    assert "2/2 - " in result.stdout  # Keras's one line per epoch
     results, model = check_run_folder(out)
     assert isinstance(model, __import__("keras_meta").MAML)
 
@@ -181,14 +185,16 @@ BAD_FLAGS = [
     ("anil", ["--preset=maml_omniglot_5w1s"], "is for train.maml"),
     ("maml", ["--dataset=no_such_dataset_here"], "Unknown dataset"),
     ("maml", ["--ways=5000", *TINY], "ways=5000 is more than"),
-    ("maml", ["--bn_mode=moving"], "value should be one of"),
-    ("maml", ["--inner_lr=0"], "--inner_lr must be positive"),
+    ("maml", ["--bn_mode=moving", *TINY], "bn_mode must be one of"),
+    ("maml", ["--inner_lr=0", *TINY], "inner_lr must be positive"),
     ("maml", ["--resume", "--overwrite"], "contradict"),
     ("maml", ["--task_parallelism=two"], "neither a positive int"),
     ("anil", ["--task_parallelism=0"], "must be at least 1"),
     ("maml", ["--protocol=paper"], "Unknown protocol 'paper': choose among"),
     ("maml", ["--protocol=maml,maml"], "names one protocol twice"),
     ("compare", ["--seeds=0"], "--seeds=0: train each row at least once"),
+    ("maml", ["--minutes=0"], "--minutes must be positive"),
+    ("maml", ["--ways=1000", *TINY], "ways=1000 is more than the 400 classes"),
     ("compare", ["--protocol=nope"], "Unknown protocol 'nope': choose among"),
 ]
 
@@ -268,6 +274,58 @@ def test_existing_run_is_not_overwritten(tmp_path):
     assert result.returncode == 2 and "no checkpoint" in result.stderr
 
 
+def test_overwrite_removes_only_run_folders(tmp_path):
+    mine = tmp_path / "mine"
+    (mine / "photos").mkdir(parents=True)
+    (mine / "photos" / "cat.jpg").write_bytes(b"not really")
+    (mine / "notes.txt").write_text("precious")
+    result = script(
+        "maml", *TINY, f"--output_dir={mine}", "--overwrite", check=False
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "is not a run folder" in result.stderr
+    assert "notes.txt, photos" in result.stderr
+    assert sorted(os.listdir(mine)) == ["notes.txt", "photos"]
+    assert (mine / "notes.txt").read_text() == "precious"
+
+
+def test_an_output_dir_that_is_a_file_is_refused(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for out, message in (
+        (afile, "is a file, not a folder"),
+        (afile / "run", f"lies under {afile}, a file"),
+    ):
+        result = script("maml", *TINY, f"--output_dir={out}", check=False)
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert message in result.stderr
+    assert afile.read_text() == "x"
+
+
+def test_two_runs_on_one_folder_one_wins_the_other_exits_2(tmp_path):
+    out = tmp_path / "shared"
+    flags = [data_dir_flag(), *TINY, "--iterations=20", f"--output_dir={out}"]
+    first = in_background([sys.executable, "-m", "train.maml", *flags])
+    time.sleep(0.5)
+    second = in_background(
+        [sys.executable, "-m", "train.maml", *flags, "--seed=7"]
+    )
+    done = {p: p.communicate(timeout=600) for p in (first, second)}
+    codes = sorted(p.returncode for p in done)
+    assert codes == [0, 2], [e[-2000:] for _, e in done.values()]
+    winner = next(p for p in done if p.returncode == 0)
+    loser = next(p for p in done if p.returncode == 2)
+    assert (
+        f"is in use by another run (process {winner.pid})" in done[loser][1]
+        or "holds another run" in done[loser][1]
+    )
+    config = json.loads((out / "config.json").read_text())
+    results = json.loads((out / "results.json").read_text())
+    assert config["seed"] == results["config"]["seed"]
+    history = (out / "history.csv").read_text().splitlines()
+    assert sum(line.startswith("epoch") for line in history) == 1
+
+
 RESUMABLE = [
     "--dataset=omniglot",
     "--filters=16",
@@ -337,14 +395,21 @@ def assert_same_run(whole, resumed):
         read_history(resumed / "history.csv"),
     )
     assert h["iteration"] == g["iteration"]
+    # One line ending throughout, as Keras's CSVLogger writes them.
+    text = (resumed / "history.csv").read_bytes()
+    assert text.count(b"\n") == text.count(b"\r\n")
     # Each epoch's training averages cover its whole epoch, resumed or not.
     np.testing.assert_allclose(h["loss"], g["loss"], rtol=1e-3)
     np.testing.assert_allclose(h["accuracy"], g["accuracy"], atol=1e-3)
 
 
-def test_interrupted_run_resumes_to_the_same_result(tmp_path, uninterrupted):
-    """Ctrl-C mid-way leaves a checkpoint; --resume ends where an
-    uninterrupted run does."""
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_run_resumes_to_the_same_result(
+    tmp_path, uninterrupted, stop
+):
+    """Ctrl-C, or the SIGTERM a scheduler sends before it preempts a job,
+    mid-way leaves a checkpoint; --resume ends where an uninterrupted run
+    does, with the same history."""
     broken = tmp_path / "broken"
     process = start(broken)
     state = broken / "checkpoint" / "checkpoint.json"
@@ -354,10 +419,10 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, uninterrupted):
         ),
         process,
     )
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop)
     _, stderr = process.communicate(timeout=300)
-    assert process.returncode == 130, stderr[-3000:]
-    assert "Interrupted at iteration" in stderr
+    assert process.returncode == 128 + stop, stderr[-3000:]
+    assert f"Stopped by {stop.name} at iteration" in stderr
     stopped = json.loads(state.read_text())["iteration"]
     assert 25 <= stopped < 40
     assert not (broken / "results.json").exists()
@@ -401,6 +466,85 @@ def test_killed_while_writing_a_checkpoint_resumes_from_the_last_good_one(
     assert_same_run(uninterrupted, broken)
 
 
+@pytest.mark.slow
+def test_random_kills_then_resumes_end_as_an_uninterrupted_run(
+    tmp_path, uninterrupted
+):
+    """kill -9 at random moments (in training, in a checkpoint write, in
+    the final test), each time resumed: the same weights, results and
+    history as the run that was never interrupted."""
+    rng = np.random.default_rng(11)
+    broken = tmp_path / "broken"
+    process = start(broken)
+    for _ in range(4):
+        time.sleep(rng.uniform(8, 25))
+        if process.poll() is not None:
+            break
+        process.kill()
+        process.communicate(timeout=60)
+        again = ["--resume"]
+        if not (broken / "checkpoint" / "checkpoint.json").exists():
+            # Killed before its first checkpoint: start it afresh.
+            again = [*RESUMABLE, "--overwrite"]
+        process = in_background(
+            [
+                sys.executable,
+                "-m",
+                "train.maml",
+                data_dir_flag(),
+                *again,
+                f"--output_dir={broken}",
+            ]
+        )
+    _, stderr = process.communicate(timeout=900)
+    if not (broken / "results.json").exists():
+        script("maml", "--resume", f"--output_dir={broken}")
+    assert_same_run(uninterrupted, broken)
+
+
+# Plants a SIGKILL of the child at one phase after training: the final
+# test, the export of the SavedModel, or the write of results.json.
+KILL = """
+import os, signal
+from keras_meta.cli import report, run_folder
+from keras_meta.engine import serving
+def kill(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+KILL_AT = {
+    "test": "report.evaluate_protocols = kill",
+    "export": "serving.export = kill",
+    "report": (
+        "write = run_folder.RunFolder.write_json\n"
+        "run_folder.RunFolder.write_json = staticmethod(lambda path, value: "
+        "kill() if path.name == 'results.json' else write(path, value))"
+    ),
+}
+
+
+@pytest.mark.parametrize("phase", list(KILL_AT))
+def test_a_run_killed_after_training_finishes_with_resume(
+    tmp_path, tiny_maml_run, phase
+):
+    whole, broken = tiny_maml_run[0], tmp_path / "broken"
+    code = (
+        KILL + KILL_AT[phase] + "\nfrom keras_meta.cli import train\n"
+        f"train.main('maml', ['train.maml', {data_dir_flag()!r}, "
+        f"*{[*TINY, f'--output_dir={broken}']!r}])"
+    )
+    process = in_background([sys.executable, "-c", code])
+    process.communicate(timeout=600)
+    assert process.returncode == -signal.SIGKILL
+    assert not (broken / "results.json").exists()
+    resumed = script("maml", "--resume", f"--output_dir={broken}")
+    assert "meta-test accuracy" in resumed.stdout
+    a = json.loads((whole / "results.json").read_text())
+    b = json.loads((broken / "results.json").read_text())
+    assert b["iterations_trained"] == a["iterations_trained"] == 4
+    assert b["test"]["mean"] == pytest.approx(a["test"]["mean"], abs=0.02)
+    assert tf.saved_model.load(str(broken / "saved_model")).signatures
+
+
 def test_non_finite_loss_fails_the_run_without_results(tmp_path):
     out = tmp_path / "nan"
     result = script(
@@ -426,6 +570,54 @@ def test_non_finite_loss_fails_the_run_without_results(tmp_path):
         model, _ = keras_meta.callbacks.load_checkpoint(out / "checkpoint")
         for v in model.learner.weights:
             assert np.all(np.isfinite(v.numpy()))
+
+
+def test_data_problems_of_any_split_stop_the_run_before_it_trains(tmp_path):
+    """25 classes of 4 images: 16 train, 4 validation and 5 test classes."""
+    rng = np.random.default_rng(0)
+
+    def folder(name, sizes):
+        root = tmp_path / name
+        for c, size in enumerate(sizes):
+            (root / f"c{c:02d}").mkdir(parents=True)
+            for i in range(size):
+                pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / f"c{c:02d}" / f"{i}.png")
+        return root
+
+    small_test_class = folder("small", [4] * 24 + [1])
+    empty_class = folder("empty", [4] * 24 + [0])
+    cases = {
+        "small test class": (small_test_class, [], "has only 1"),
+        "empty class": (empty_class, [], "c24' holds no image"),
+        "more ways than validation classes": (
+            small_test_class,
+            ["--ways=5"],
+            "ways=5 is more than the 4 classes",
+        ),
+    }
+    started = {
+        name: in_background(
+            [
+                sys.executable,
+                "-m",
+                "train.maml",
+                f"--dataset={data}",
+                "--ways=3",
+                "--queries=1",
+                "--eval_queries=1",
+                "--filters=4",
+                *flags,
+                f"--output_dir={tmp_path / name}",
+            ]
+        )
+        for name, (data, flags, _) in cases.items()
+    }
+    for name, process in started.items():
+        _, stderr = process.communicate(timeout=600)
+        assert process.returncode == 2, (name, stderr[-2000:])
+        assert cases[name][2] in stderr, (name, stderr[-2000:])
+        assert not (tmp_path / name).exists()
 
 
 def test_a_missing_data_folder_fails_at_once(tmp_path):
@@ -547,6 +739,14 @@ def test_analyze_script(tmp_path, tiny_maml_run):
     for png in ("analysis_similarity.png", "analysis_freezing.png"):
         with Image.open(out / png) as image:
             assert image.format == "PNG"
+    # The run's model file names its run as well as its folder does.
+    again = run_module(
+        "train.analyze",
+        f"--model={run / 'model.keras'}",
+        "--tasks=4",
+        f"--output_dir={tmp_path / 'again'}",
+    )
+    assert "NIL head" in again.stdout
     missing = run_module("train.analyze", f"--model={tmp_path}", check=False)
     assert missing.returncode == 2 and "no model.keras" in missing.stderr
 

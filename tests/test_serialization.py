@@ -39,6 +39,14 @@ MODELS = {
     "pretrain": lambda: keras_meta.Pretrain(
         small_conv(6), ways=3, inner_lr=0.3, eval_inner_steps=4
     ),
+    "boil": lambda: keras_meta.BOIL(small_conv(), inner_lr=0.3),
+    "imaml": lambda: keras_meta.IMAML(
+        small_conv(), inner_lr=0.1, inner_steps=3, cg_steps=2
+    ),
+    "protonet": lambda: keras_meta.ProtoNet(small_conv(None), ways=3),
+    "protomaml": lambda: keras_meta.ProtoMAML(
+        small_conv(None), ways=3, inner_lr=0.3
+    ),
 }
 
 

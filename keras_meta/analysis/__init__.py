@@ -27,12 +27,12 @@ from keras_meta.analysis.ablation import (
     head_only_accuracy,
     nil_accuracy,
 )
-from keras_meta.analysis.directions import DIRECTIONS, update_directions
 from keras_meta.analysis.similarity import (
     linear_cka,
     representation_similarity,
     svcca,
 )
+from keras_meta.analysis.update_directions import DIRECTIONS, update_directions
 
 __all__ = [
     "DIRECTIONS",

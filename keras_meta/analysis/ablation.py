@@ -5,14 +5,10 @@ import numpy as np
 import tensorflow as tf
 
 from keras_meta import inner_loop
-from keras_meta.analysis.tasks import single_tasks, weighted_layers
+from keras_meta.analysis.single_tasks import single_tasks, weighted_layers
 from keras_meta.engine import Task
 from keras_meta.evaluation import ci95
 from keras_meta.learner_parts import LearnerSplit, put, take
-
-
-def _accuracy(logits, labels):
-    return float(np.mean(np.argmax(logits, axis=-1) == np.asarray(labels)))
 
 
 def _layer_of_variable(learner, layers):
@@ -143,7 +139,7 @@ def nil_accuracy(model, episodes, num_tasks=100):
     split = LearnerSplit(model.learner, 1)
     weights, state = model.weights_and_state()
     body_weights = take(weights, split.body_trainable)
-    body_state = take(state, split.body_non_trainable)
+    body_state = take(state["learner"], split.body_non_trainable)
 
     def features(x):
         out, _ = split.body.stateless_call(

@@ -3,7 +3,11 @@ meta-learner before and after its inner loop (Raghu et al.'s Figure 2)."""
 
 import numpy as np
 
-from keras_meta.analysis.tasks import probe_model, single_tasks, weighted_layers
+from keras_meta.analysis.single_tasks import (
+    probe_model,
+    single_tasks,
+    weighted_layers,
+)
 
 
 def _as_matrix(x, name):
@@ -76,7 +80,7 @@ def _activations(model, probe, indices, weights, state, x):
     trainable, non_trainable = indices
     outputs, _ = probe.stateless_call(
         [weights[i] for i in trainable],
-        [state[i] for i in non_trainable],
+        [state["learner"][i] for i in non_trainable],
         x,
         training=True,
     )

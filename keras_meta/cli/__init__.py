@@ -2,6 +2,7 @@
 
     keras-meta train <algorithm> [flags]   one run (python -m train.<algorithm>)
     keras-meta evaluate --run=RUN --protocol=P   test a run under protocol P
+    keras-meta predict --model=RUN --support=DIR --query=DIR   your images
     keras-meta compare [flags]             every algorithm side by side
     keras-meta analyze --model=RUN         rapid learning or feature reuse?
     keras-meta directions [flags]          the update directions, drawn
@@ -16,6 +17,7 @@ import sys
 COMMANDS = (
     "train",
     "evaluate",
+    "predict",
     "compare",
     "analyze",
     "directions",

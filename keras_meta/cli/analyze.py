@@ -205,7 +205,7 @@ def analyze(run_dir, out_dir):
 
     import keras_meta
     from keras_meta.cli import datasets
-    from keras_meta.cli.config import RunConfig
+    from keras_meta.cli.run_config import RunConfig
     from keras_meta.cli.run_folder import RunFolder
 
     tf.get_logger().setLevel("ERROR")
@@ -217,6 +217,12 @@ def analyze(run_dir, out_dir):
     if config.dataset == "sinusoid":
         raise ValueError("The analyses need a classification run.")
     model = keras.models.load_model(run_dir / "model.keras")
+    if not getattr(model, "fixed_ways", True):
+        raise ValueError(
+            f"{type(model).__name__}'s learner is an embedding without a "
+            "classifier head; the layer analyses (freezing, head-only, NIL) "
+            "split a learner into body and head and do not take it yet."
+        )
     tasks = FLAGS.tasks
     # One stream, read from its start by each analysis: the same tasks.
     test = datasets.make_data(config, "test")
@@ -273,6 +279,8 @@ def main(argv):
         )
         return 2
     run_dir = pathlib.Path(FLAGS.model)
+    if run_dir.name == "model.keras" and run_dir.is_file():
+        run_dir = run_dir.parent  # the run's model file names its run
     if not (run_dir / "model.keras").exists():
         print(
             f"error: {run_dir} holds no model.keras: give a finished run "

@@ -57,6 +57,7 @@ flags.DEFINE_list(
     "algorithms",
     "maml,fomaml,anil,reptile,pretrain",
     "Rows to run, among: maml, fomaml, anil, reptile, pretrain, metasgd, "
+    "boil, imaml, protonet, protomaml, "
     "mamlpp, mamlpp_stride (MAML++ on MAML's strided network), joint (the "
     "initialisation trained on the tasks' own loss, no inner loop: the "
     "pre-training direction g1).",
@@ -109,6 +110,10 @@ VARIANTS = {
     "reptile": Variant("Reptile", "reptile"),
     "pretrain": Variant("Pretrain (fresh head)", "pretrain"),
     "metasgd": Variant("Meta-SGD", "metasgd"),
+    "boil": Variant("BOIL", "boil"),
+    "imaml": Variant("iMAML", "imaml"),
+    "protonet": Variant("ProtoNet", "protonet"),
+    "protomaml": Variant("Proto-MAML", "protomaml"),
     "mamlpp": Variant("MAML++", "mamlpp"),
     # MAML++'s fixes on MAML's own network: its paper's ablation compares
     # them on one network, where the presets' networks differ.
@@ -130,16 +135,20 @@ VARIANTS = {
 def extra_flags(script):
     """The `--extra` flags that apply to `train.<script>` (a flag for
     another algorithm only, such as --batch_size, is left out)."""
-    from keras_meta.cli.config import RunConfig
+    from keras_meta.cli.registry import option_owners
+    from keras_meta.cli.run_config import RunConfig
 
     fields = RunConfig.__dataclass_fields__
+    owners = option_owners()
+    known = set(fields) | set(owners)
     kept = []
     for flag in shlex.split(FLAGS.extra):
         name = flag.lstrip("-").split("=")[0]
-        name = (
-            name[2:] if name.startswith("no") and name[2:] in fields else name
-        )
-        only = fields[name].metadata["only"] if name in fields else None
+        name = name[2:] if name.startswith("no") and name[2:] in known else name
+        if name in fields:
+            only = fields[name].metadata.get("only")
+        else:
+            only = owners.get(name)
         if not only or script in only:
             kept.append(flag)
     return kept

@@ -21,7 +21,7 @@ def nil_evaluation(run_dir, config, protocol, num_tasks):
 
     import keras_meta
     from keras_meta.cli import datasets
-    from keras_meta.cli.config import RunConfig
+    from keras_meta.cli.run_config import RunConfig
 
     config = RunConfig.from_dict(config)
     model = keras.models.load_model(run_dir / "model.keras")

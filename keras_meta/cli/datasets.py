@@ -48,7 +48,7 @@ def make_data(config, split, episodic=True, start=0, queries=None):
     if queries is None:
         queries = config.queries if training else config.eval_queries
     common = dict(
-        ways=config.ways,
+        ways=(config.train_ways or config.ways) if training else config.ways,
         shots=(config.train_shots or config.shots)
         if training
         else config.shots,
@@ -81,6 +81,25 @@ def make_data(config, split, episodic=True, start=0, queries=None):
     return other_images(config, split, common)
 
 
+def preprocessing(config):
+    """How the run's images are prepared (`ImagePreprocessing`), recorded
+    with its SavedModel for `keras-meta predict`; None for regression."""
+    from keras_meta.data import preprocessing as prep
+
+    if config.dataset == "sinusoid":
+        return None
+    if config.dataset == "omniglot":
+        return prep.omniglot(config.image_size or 28)
+    if config.dataset == "mini_imagenet":
+        return prep.ImagePreprocessing(config.image_size or 84, 3)
+    if os.path.isdir(config.dataset):
+        return prep.ImagePreprocessing(config.image_size, config.channels)
+    from keras_meta.data.images import tfds_builder
+
+    image = tfds_builder(config.dataset, config.data_dir).info.features["image"]
+    return prep.ImagePreprocessing(config.image_size, image.shape[-1])
+
+
 def other_images(config, split, common):
     """A folder of class folders or a TFDS dataset, its classes split
     64/16/20 % into train/val/test."""
@@ -93,6 +112,7 @@ def other_images(config, split, common):
             config.dataset,
             classes=class_partition(len(names), split),
             image_size=config.image_size,
+            channels=config.channels,
             **common,
         )
     try:

@@ -158,7 +158,7 @@ def train_paths(data):
 def first_directions(models, data):
     """The three methods' first update directions at START, averaged over
     the first meta-batch (`keras_meta.analysis.update_directions`' parts)."""
-    from keras_meta.analysis.directions import (
+    from keras_meta.analysis.update_directions import (
         directions_function as _directions_function,
     )
 
@@ -187,7 +187,7 @@ def first_directions(models, data):
 def draw(paths, optima, directions, path):
     from keras_meta import plots
 
-    plt = plots._pyplot()
+    plt = plots.pyplot()
     fig, ax = plt.subplots(figsize=(7, 6))
     grid = np.linspace(-3, 3, 121)
     gx, gy = np.meshgrid(grid, grid)
@@ -243,7 +243,7 @@ def draw(paths, optima, directions, path):
         fontsize=9,
     )
     fig.tight_layout()
-    plots._save(fig, path)
+    plots.save_figure(fig, path)
 
 
 def main(argv):

@@ -41,8 +41,8 @@ flags.DEFINE_boolean(
 
 def load_run(run_dir):
     """`(config, results)` of a finished run, or a `UsageError`."""
-    from keras_meta.cli.config import RunConfig
     from keras_meta.cli.errors import UsageError
+    from keras_meta.cli.run_config import RunConfig
 
     missing = [
         name
@@ -80,12 +80,9 @@ def evaluate_run(run_dir, names, eval_tasks=None, data_dir=None, redo=False):
         raise UsageError(str(e)) from e
     run_dir = pathlib.Path(run_dir)
     config, results = load_run(run_dir)
-    if data_dir or config.data_dir is None:
-        from keras_meta.cli.runtime import default_data_dir
-
-        config = dataclasses.replace(
-            config, data_dir=data_dir or default_data_dir()
-        )
+    RunFolder(run_dir).lock()  # no training or other test writes it now
+    if data_dir:
+        config = dataclasses.replace(config, data_dir=data_dir)
     done = results.get("evaluations", {})
     todo = [
         p

@@ -1,8 +1,11 @@
-"""absl flags of the training scripts, generated from `RunConfig`.
+"""absl flags of the training scripts, generated: the run's settings from
+`RunConfig`, the algorithm's options from its constructor.
 
-`define(algorithm)` defines one flag per `RunConfig` field with that
-algorithm's real default (so `--helpfull` shows it), bounds and choices as
-absl validators, plus the flags that steer a run rather than define it.
+`define(algorithm)` defines one flag per `RunConfig` field (with that
+algorithm's run defaults; bounds and choices as absl validators), one per
+option of any registered algorithm (with this algorithm's constructor
+default, so `--helpfull` shows the real one; an option of another
+algorithm is refused when given), and the flags that steer a run.
 `parse_with_exit_2` makes absl report a bad flag with exit code 2, like
 every other usage error of the scripts.
 """
@@ -11,15 +14,18 @@ import sys
 
 from absl import flags
 
-from keras_meta.cli.config import RunConfig
 from keras_meta.cli.presets import PRESETS
+from keras_meta.cli.registry import ALGORITHMS, option_owners
+from keras_meta.cli.run_config import RunConfig
 
 FLAGS = flags.FLAGS
 USAGE_EXIT = 2
 
 
-def define(algorithm, defaults):
-    """Defines the run flags of `train.<algorithm>` (once per process)."""
+def define(algorithm):
+    """Defines the flags of `train.<algorithm>` (once per process)."""
+    entry = ALGORITHMS[algorithm]
+    defaults = entry.run_defaults
     for field in RunConfig.fields():
         name, meta = field.name, field.metadata
         default = defaults.get(name, field.default)
@@ -40,7 +46,31 @@ def define(algorithm, defaults):
             )
         else:
             flags.DEFINE_string(name, default, help_text)
+    define_options(algorithm)
     define_steering(algorithm)
+
+
+def define_options(algorithm):
+    """One flag per constructor option of every registered algorithm, with
+    `algorithm`'s default where it has the option."""
+    ours = {o.name: o for o in ALGORITHMS[algorithm].options}
+    owners = option_owners()
+    for name, algorithms in owners.items():
+        option = ours.get(name) or next(
+            o for o in ALGORITHMS[algorithms[0]].options if o.name == name
+        )
+        help_text = option.help or f"{name} (a constructor argument)."
+        if name not in ours:
+            help_text += f" [{'/'.join(algorithms)} only]"
+        define = {
+            bool: flags.DEFINE_boolean,
+            int: flags.DEFINE_integer,
+            float: flags.DEFINE_float,
+        }.get(option.kind, flags.DEFINE_string)
+        default = option.default
+        if option.accepts_bool and isinstance(default, bool):
+            default = str(default).lower()
+        define(name, default, help_text)
 
 
 def define_steering(algorithm):
@@ -78,8 +108,9 @@ def define_steering(algorithm):
     )
     flags.DEFINE_integer(
         "verbose",
-        1,
-        "Keras verbosity: 0, 1 (bar) or 2.",
+        None,
+        "Keras verbosity: 0, 1 (live bar) or 2 (one line per epoch); "
+        "default 1 on a terminal, 2 when the output goes to a file or pipe.",
         lower_bound=0,
         upper_bound=2,
     )
@@ -104,12 +135,19 @@ def define_steering(algorithm):
 
 
 def given():
-    """`{name: value}` of the run flags set on the command line."""
-    return {
+    """`({run field: value}, {option: value})` of the flags set on the
+    command line."""
+    run = {
         field.name: FLAGS[field.name].value
         for field in RunConfig.fields()
         if FLAGS[field.name].present
     }
+    options = {
+        name: FLAGS[name].value
+        for name in option_owners()
+        if FLAGS[name].present
+    }
+    return run, options
 
 
 HELP_FLAGS = ("-h", "-?", "--help", "--helpshort", "--helpfull", "--helpxml")

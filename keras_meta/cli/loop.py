@@ -1,6 +1,7 @@
 """The training loop of a run: `fit` in epochs of `eval_every` iterations,
 with checkpoints, logs, a stop on a non-finite loss, a time budget and a
-clean stop on Ctrl-C."""
+clean stop on Ctrl-C or SIGTERM (what a scheduler sends before it
+preempts a job)."""
 
 import math
 import signal
@@ -37,27 +38,37 @@ def epoch_segments(start, total, every):
 
 
 class Interrupt(keras.callbacks.Callback):
-    """Turns Ctrl-C (SIGINT) into a clean stop after the current step.
+    """Turns Ctrl-C (SIGINT) and SIGTERM into a clean stop after the
+    current step; `signal` says which came (None: none).
 
-    The signal handler only sets a flag, which this callback reads after
+    The signal handler only records it, and this callback reads that after
     every training or validation batch, so the signal cannot be lost inside
     TensorFlow or a finaliser. Install it with `with Interrupt() as i:`.
     """
 
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
     def __init__(self):
         super().__init__()
-        self.requested = False
-        self._previous = None
+        self.signal = None
+        self._previous = {}
+
+    @property
+    def requested(self):
+        return self.signal is not None
 
     def _handle(self, signum, frame):
-        self.requested = True
+        self.signal = signum
 
     def __enter__(self):
-        self._previous = signal.signal(signal.SIGINT, self._handle)
+        self._previous = {
+            s: signal.signal(s, self._handle) for s in self.SIGNALS
+        }
         return self
 
     def __exit__(self, *exc):
-        signal.signal(signal.SIGINT, self._previous)
+        for s, previous in self._previous.items():
+            signal.signal(s, previous)
         return False
 
     def on_train_batch_end(self, batch, logs=None):
@@ -74,7 +85,12 @@ def trim_history(folder, config, iteration):
     stopped mid-epoch by Ctrl-C logs one)."""
     if not folder.history.exists():
         return
-    lines = folder.history.read_text().splitlines()
+    text = folder.history.read_text()
+    # Keras's CSVLogger ends its rows as the csv module does ("\r\n");
+    # the kept rows keep that ending, so that the rows appended on resume
+    # match them.
+    ending = "\r\n" if "\r\n" in text else "\n"
+    lines = text.splitlines()
     header = lines[0].split(",") if lines else []
     if "iteration" not in header:
         return
@@ -87,7 +103,7 @@ def trim_history(folder, config, iteration):
             kept.append(line)
     from keras_meta.cli.run_folder import RunFolder
 
-    RunFolder.write_text(folder.history, "\n".join(kept) + "\n")
+    RunFolder.write_text(folder.history, ending.join(kept) + ending)
 
 
 def best_so_far(folder, monitor):
@@ -168,8 +184,9 @@ def train(model, config, folder, state=None, verbose=1, snapshots=False):
     `config.iterations` or the end of the time budget.
 
     Returns:
-        `(finished, train_seconds)`: finished is False if Ctrl-C stopped
-        the run (a checkpoint is written first).
+        `(stopped_by, train_seconds)`: the signal that stopped the run
+        (SIGINT or SIGTERM, after a checkpoint), or None if it trained to
+        its end.
 
     Raises:
         TrainingFailed: the loss became NaN or infinite (the last good
@@ -188,9 +205,10 @@ def train(model, config, folder, state=None, verbose=1, snapshots=False):
         callbacks, budget, checkpoint, non_finite = callbacks_for(
             model, config, folder, state, interrupt, snapshots
         )
-        for initial_epoch, epochs, steps in epoch_segments(
-            start, config.iterations, config.eval_every
-        ):
+        segments = epoch_segments(start, config.iterations, config.eval_every)
+        if config.minutes is not None and budget.spent:
+            segments = []  # a resumed run whose time was already spent
+        for initial_epoch, epochs, steps in segments:
             iteration = int(model.optimizer.iterations.numpy())
             model.fit(
                 datasets.make_data(
@@ -210,5 +228,6 @@ def train(model, config, folder, state=None, verbose=1, snapshots=False):
                 non_finite.message
                 + f" The last good checkpoint is in {folder.checkpoint_dir}."
             )
-        checkpoint.save()
-        return not interrupt.requested, budget.elapsed
+        if segments:
+            checkpoint.save()
+        return interrupt.signal, budget.elapsed

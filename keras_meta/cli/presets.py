@@ -1,9 +1,10 @@
 """Named settings from the papers. Explicit flags override a preset.
 
-Each preset gives the `RunConfig` values it sets, the paper's test accuracy
-it should reproduce (`paper`, percent, or None) and where both come from
-(`source`). The README's preset table is generated from this dict
-(`keras-meta presets`, or `python -m keras_meta.cli.presets`).
+Each preset gives the settings it sets (the run's, `RunConfig` fields, and
+its algorithm's constructor options, by name), its test protocol, the
+paper's test accuracy (`paper`, percent, or None) and where they come from
+(`source`); tests/test_options.py checks that every name is one of the
+two. `keras-meta presets` prints them as a table.
 """
 
 # MAML (Finn, Abbeel and Levine, ICML 2017), Section 5.2 and Appendix A.1:
@@ -51,6 +52,23 @@ _OMNIGLOT_20W1S = dict(
     inner_steps=5,
     eval_inner_steps=5,
     **_MAML_OMNIGLOT,
+)
+
+# Snell et al.'s Omniglot training (jakesnell/prototypical-networks
+# run_train.py): 60-way episodes, 5 queries per class, Adam at 1e-3.
+_PROTONET_OMNIGLOT = dict(
+    algorithm="protonet",
+    protocol="protonet",
+    dataset="omniglot",
+    ways=5,
+    train_ways=60,
+    shots=1,
+    queries=5,
+    meta_batch=1,
+    meta_lr=1e-3,
+    iterations=20000,
+    pooling="max",
+    filters=64,
 )
 
 PRESETS = {
@@ -267,6 +285,60 @@ PRESETS = {
         pooling="stride",
         filters=64,
     ),
+    "boil_omniglot_5w1s": dict(
+        source="BOIL (Oh et al., ICLR 2021) reports no Omniglot figure; "
+        "MAML's Omniglot 5-way 1-shot settings with the authors' body step "
+        "0.5 and the head left out of the inner loop (HJ-Yoo/BOIL "
+        "run_4conv.sh: extractor step 0.5, classifier step 0)",
+        paper=None,
+        algorithm="boil",
+        **{**_OMNIGLOT_5W1S, "inner_lr": 0.5},
+    ),
+    "protonet_omniglot_5w1s": dict(
+        source="Prototypical Networks (Snell et al. 2017), Table 1 "
+        "(Omniglot 5-way 1-shot, 98.8%, no interval given); "
+        "jakesnell/prototypical-networks: trained on 60-way tasks with 5 "
+        "queries per class, one task per step, Adam at 1e-3 (halved every "
+        "2,000 episodes there, constant here), conv4 with max-pooling and "
+        "64 filters, its 64 features the embedding",
+        paper=98.8,
+        **_PROTONET_OMNIGLOT,
+    ),
+    "protonet_omniglot_20w1s": dict(
+        source="Prototypical Networks (Snell et al. 2017), Table 1 "
+        "(Omniglot 20-way 1-shot, 96.0%); the 5-way preset's training",
+        paper=96.0,
+        **{**_PROTONET_OMNIGLOT, "ways": 20},
+    ),
+    "imaml_omniglot_5w1s": dict(
+        source="iMAML (Rajeswaran et al., NeurIPS 2019), Table 2 (Omniglot "
+        "5-way 1-shot, iMAML with gradient descent, 99.16 +- 0.35%; the "
+        "Hessian-free variant's 99.50 is not this one): 16 inner steps of "
+        "0.1, lambda 2.0, 5 CG steps, meta-batch 32, Adam at 1e-3; "
+        "aravindr93/imaml_dev's Omniglot command adds cg_damping 1.0 and "
+        "its code a Hessian damping of 10",
+        paper=99.16,
+        algorithm="imaml",
+        **{
+            **_OMNIGLOT_5W1S,
+            "inner_lr": 0.1,
+            "inner_steps": 16,
+            "eval_inner_steps": 16,
+            "proximal_strength": 2.0,
+            "cg_steps": 5,
+            "cg_damping": 1.0,
+            "hessian_damping": 10.0,
+        },
+    ),
+    "protomaml_omniglot_5w1s": dict(
+        source="Proto-MAML (Triantafillou et al., ICLR 2020) reports "
+        "Meta-Dataset's variable-way, variable-shot tasks, no Omniglot "
+        "5-way 1-shot figure; MAML's Omniglot 5-way 1-shot settings on "
+        "conv4's features",
+        paper=None,
+        algorithm="protomaml",
+        **_OMNIGLOT_5W1S,
+    ),
     "maml_sinusoid": dict(
         source="MAML paper, Sec. 5.1: sinusoid regression, K = 10, one "
         "step of 0.01, meta-batch 25, 70,000 iterations",
@@ -288,7 +360,7 @@ SETTINGS = ("source", "paper")
 
 
 def settings(name):
-    """The `RunConfig` values of preset `name` (without source and paper)."""
+    """The settings of preset `name` (without source and paper)."""
     return {k: v for k, v in PRESETS[name].items() if k not in SETTINGS}
 
 

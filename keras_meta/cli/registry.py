@@ -1,141 +1,97 @@
-"""The algorithms the scripts know: a registry, not an if/elif.
+"""The algorithms the scripts know, each a meta-learner class: its
+options (flags, defaults, checks) come from its constructor
+(`keras_meta.cli.options`), so this file names classes, not settings.
 
-Each entry says how to build the meta-learner from a `RunConfig` and a
-learner, and which defaults differ from `RunConfig`'s for that algorithm.
-`build_model` adds the learner, the meta-optimizer and `compile`.
+`register(name, cls)` adds one, for `keras-meta train <name>` and
+`python -m train.<name>`-style entry points; `build_model` makes a run's
+compiled model from a `RunConfig`.
 """
 
 import dataclasses
-from collections.abc import Callable
+import inspect
+
+import keras_meta
+from keras_meta.cli.options import options_of
 
 
 @dataclasses.dataclass(frozen=True)
 class Algorithm:
-    """How `train.<name>` builds its model.
+    """A meta-learner the scripts can train.
 
     Attributes:
-        name: the script's name (`train.<name>`).
-        build: `fn(config, learner) -> MetaLearner`.
-        defaults: `RunConfig` fields whose default differs for it.
+        name: the script's name (`keras-meta train <name>`).
+        cls: the `keras_meta.MetaLearner` subclass; every argument of its
+            constructor but `learner` and `ways` is an option (a flag).
+        run_defaults: `RunConfig` fields (the run's settings, not the
+            algorithm's) whose default differs for it, such as Reptile's
+            meta-optimizer.
         episodic: whether it meta-trains on episodes (False: on plain
             `(image, class)` batches of every training class).
+        embedding: whether its learner is an embedding, without a head
+            (ProtoNet, Proto-MAML): its tasks may have any number of
+            classes up to `ways`, so it may train on more (`--train_ways`).
     """
 
     name: str
-    build: Callable
-    defaults: dict = dataclasses.field(default_factory=dict)
+    cls: type
+    run_defaults: dict = dataclasses.field(default_factory=dict)
     episodic: bool = True
+    embedding: bool = False
+
+    @property
+    def options(self):
+        return options_of(self.cls)
 
 
-def _common(config):
-    return dict(
-        inner_lr=config.inner_lr,
-        inner_steps=config.inner_steps,
-        eval_inner_steps=config.eval_inner_steps,
-        bn_mode=config.bn_mode,
+ALGORITHMS = {}
+
+
+def register(name, cls, run_defaults=None, episodic=True, embedding=False):
+    """Makes meta-learner class `cls` trainable as `keras-meta train
+    <name>`, its constructor options as flags. Returns the entry."""
+    if not (isinstance(cls, type) and issubclass(cls, keras_meta.MetaLearner)):
+        raise TypeError(f"{cls!r} is not a keras_meta.MetaLearner subclass.")
+    options_of(cls)  # every option must be a flag: fail now, not at a run
+    ALGORITHMS[name] = Algorithm(
+        name, cls, dict(run_defaults or {}), episodic, embedding
     )
+    return ALGORITHMS[name]
 
 
-def _maml(config, learner):
-    import keras_meta
-
-    return keras_meta.MAML(
-        learner, first_order=config.first_order, **_common(config)
-    )
-
-
-def _anil(config, learner):
-    import keras_meta
-
-    return keras_meta.ANIL(
-        learner, head_layers=config.head_layers, **_common(config)
-    )
-
-
-def _reptile(config, learner):
-    import keras_meta
-
-    return keras_meta.Reptile(
-        learner,
-        inner_optimizer=config.inner_optimizer,
-        inner_batch_size=config.inner_batch_size,
-        shared_adam_state=config.shared_adam_state,
-        **_common(config),
-    )
+register("maml", keras_meta.MAML)
+register("anil", keras_meta.ANIL)
+register(
+    "reptile",
+    keras_meta.Reptile,
+    run_defaults=dict(
+        meta_optimizer="sgd", meta_lr=1.0, meta_lr_schedule="linear"
+    ),
+)
+register("pretrain", keras_meta.Pretrain, episodic=False)
+register("metasgd", keras_meta.MetaSGD)
+register("boil", keras_meta.BOIL)
+register("imaml", keras_meta.IMAML)
+register("protonet", keras_meta.ProtoNet, embedding=True)
+register("protomaml", keras_meta.ProtoMAML, embedding=True)
+register(
+    "mamlpp",
+    keras_meta.MAMLPlusPlus,
+    run_defaults=dict(meta_lr_schedule="cosine"),
+)
 
 
-def _pretrain(config, learner):
-    import keras_meta
-
-    regression = config.dataset == "sinusoid"
-    return keras_meta.Pretrain(
-        learner,
-        ways=None if regression else config.ways,
-        adaptation="fine_tune" if regression else "fresh_head",
-        **_common(config),
-    )
-
-
-def _metasgd(config, learner):
-    import keras_meta
-
-    return keras_meta.MetaSGD(
-        learner, first_order=config.first_order, **_common(config)
-    )
-
-
-def _mamlpp(config, learner):
-    import keras_meta
-
-    return keras_meta.MAMLPlusPlus(
-        learner,
-        multi_step_loss_iterations=config.multi_step_loss_iterations,
-        first_order_iterations=config.first_order_iterations,
-        **_common(config),
-    )
-
-
-ALGORITHMS = {
-    a.name: a
-    for a in (
-        Algorithm("maml", _maml),
-        Algorithm("anil", _anil),
-        Algorithm(
-            "reptile",
-            _reptile,
-            defaults=dict(
-                inner_steps=5,
-                eval_inner_steps=50,
-                inner_lr=0.001,
-                inner_optimizer="adam",
-                meta_optimizer="sgd",
-                meta_lr=1.0,
-                meta_lr_schedule="linear",
-            ),
-        ),
-        Algorithm(
-            "pretrain",
-            _pretrain,
-            defaults=dict(inner_lr=0.1, eval_inner_steps=100),
-            episodic=False,
-        ),
-        Algorithm("metasgd", _metasgd),
-        Algorithm(
-            "mamlpp",
-            _mamlpp,
-            defaults=dict(
-                inner_lr=0.1,
-                inner_steps=5,
-                meta_lr_schedule="cosine",
-                first_order_iterations=25000,
-            ),
-        ),
-    )
-}
+def option_owners():
+    """`{option: [algorithms that take it]}` over every registered one."""
+    owners = {}
+    for algorithm in ALGORITHMS.values():
+        for option in algorithm.options:
+            owners.setdefault(option.name, []).append(algorithm.name)
+    return owners
 
 
 def learner_for(config, train_data):
-    """The learner of a run: conv4 sized to the data, or the sinusoid MLP."""
+    """The learner of a run: conv4 or ResNet-12 sized to the data, or the
+    sinusoid MLP."""
     import keras_meta
 
     if config.dataset == "sinusoid":
@@ -146,6 +102,10 @@ def learner_for(config, train_data):
         image_shape, outputs = spec[0]["query_x"].shape[-3:], config.ways
     else:
         image_shape, outputs = spec[0].shape[-3:], train_data.num_classes
+    if algorithm.embedding:
+        outputs = None  # the features are the output
+    if config.learner == "resnet12":
+        return keras_meta.models.resnet12(outputs, tuple(image_shape))
     return keras_meta.models.conv4(
         outputs, tuple(image_shape), config.filters, config.pooling
     )
@@ -180,8 +140,16 @@ def build_model(config, train_data):
     import keras
 
     learner = learner_for(config, train_data)
-    model = ALGORITHMS[config.algorithm].build(config, learner)
+    algorithm = ALGORITHMS[config.algorithm]
     regression = config.dataset == "sinusoid"
+    most_ways = max(config.ways, config.train_ways or config.ways)
+    given = {"ways": None if regression else most_ways}
+    arguments = {
+        name: value
+        for name, value in given.items()
+        if name in inspect.signature(algorithm.cls).parameters
+    }
+    model = algorithm.cls(learner, **config.options, **arguments)
     model.compile(
         optimizer=meta_optimizer(config),
         loss=(

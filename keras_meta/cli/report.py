@@ -5,6 +5,7 @@ finite: a NaN is never reported as a result.
 """
 
 import math
+import pathlib
 import resource
 import subprocess
 import time
@@ -17,7 +18,9 @@ from keras_meta import plots
 from keras_meta.cli import datasets
 from keras_meta.cli.errors import TrainingFailed
 from keras_meta.cli.registry import ALGORITHMS
-from keras_meta.cli.runtime import REPO
+
+# The checkout this code runs from, when it runs from one.
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def git_revision():
@@ -171,7 +174,15 @@ def evaluate_and_write(model, config, folder, name, wall_start, training):
     top = headline(records)
     curve = steps_curve(model, config, folder, name, top["test"]["metric"])
     model.save(folder.model_file)
-    model.export(folder.saved_model)
+    prepared = datasets.preprocessing(config)
+    model.export(
+        folder.saved_model,
+        metadata={
+            "run": name,
+            "shots": config.shots,
+            "preprocessing": None if prepared is None else prepared.as_dict(),
+        },
+    )
     results = {
         "run": name,
         "algorithm": config.algorithm,

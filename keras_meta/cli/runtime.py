@@ -2,11 +2,9 @@
 writes, and where the data is by default."""
 
 import os
-import pathlib
 
 from keras_meta.cli.errors import UsageError
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
 # Algorithms whose ops are large batches (Pretrain's training): they want
 # every core per op, TensorFlow's default.
 WHOLE_CORES_PER_OP = ("pretrain",)
@@ -22,7 +20,7 @@ def set_task_parallelism(value, algorithm):
     whose large batches want every core per op, keeps one task in flight
     and TensorFlow's threading.
     """
-    from keras_meta import config as keras_meta_config
+    import keras_meta
 
     if value == "auto":
         tasks = 1 if algorithm in WHOLE_CORES_PER_OP else "auto"
@@ -36,7 +34,7 @@ def set_task_parallelism(value, algorithm):
             ) from None
         if tasks < 1:
             raise UsageError(f"--task_parallelism={value} must be at least 1.")
-    return keras_meta_config.set_task_parallelism(tasks, "global")
+    return keras_meta.config.set_task_parallelism(tasks, "global")
 
 
 def make_strategy(name):
@@ -69,18 +67,3 @@ def is_chief(strategy):
     return resolver.task_type == "chief" or (
         resolver.task_type == "worker" and resolver.task_id == 0
     )
-
-
-def default_data_dir():
-    """`../shared/data/tfds` beside the repository when it is there."""
-    if "TFDS_DATA_DIR" in os.environ:
-        return None
-    shared = REPO.parent / "shared" / "data" / "tfds"
-    if not shared.is_dir():
-        return None
-    # Relative to the working directory when it can be, so that the run's
-    # config.json names no machine's absolute path.
-    try:
-        return os.path.relpath(shared)
-    except ValueError:  # another drive on Windows
-        return str(shared)

@@ -10,6 +10,7 @@ folder's files (`run_folder.py`). Exit codes: 0 done (or nothing to do),
 import dataclasses
 import json
 import pathlib
+import signal
 import sys
 import tempfile
 import time
@@ -20,9 +21,9 @@ from absl import app, logging
 import keras_meta
 from keras_meta.cli import datasets, loop, presets, report, runtime
 from keras_meta.cli import flags as run_flags
-from keras_meta.cli.config import RunConfig
 from keras_meta.cli.errors import TrainingFailed, UsageError
-from keras_meta.cli.registry import ALGORITHMS, build_model
+from keras_meta.cli.registry import ALGORITHMS, build_model, option_owners
+from keras_meta.cli.run_config import RunConfig
 from keras_meta.cli.run_folder import RunFolder
 
 FLAGS = run_flags.FLAGS
@@ -30,7 +31,8 @@ FLAGS = run_flags.FLAGS
 
 def resolve_config(algorithm):
     """The run's `RunConfig` from defaults, preset and the flags given."""
-    given = run_flags.given()
+    entry = ALGORITHMS[algorithm]
+    given, given_options = run_flags.given()
     preset = {}
     if FLAGS.preset is not None:
         preset = presets.settings(FLAGS.preset)
@@ -47,35 +49,64 @@ def resolve_config(algorithm):
                 f"--{name} applies to train.{'/'.join(only)} only, not "
                 f"train.{algorithm}."
             )
+    ours = {o.name: o for o in entry.options}
+    owners = option_owners()
+    for name in given_options:
+        if name not in ours:
+            raise UsageError(
+                f"--{name} applies to train.{'/'.join(owners[name])} only, "
+                f"not train.{algorithm}."
+            )
+    preset_options = {k: v for k, v in preset.items() if k in ours}
+    options = {
+        **{name: o.default for name, o in ours.items()},
+        **preset_options,
+        **{k: ours[k].parse(v) for k, v in given_options.items()},
+    }
     values = {
-        **ALGORITHMS[algorithm].defaults,
-        **preset,
+        **entry.run_defaults,
+        **{k: v for k, v in preset.items() if k not in ours},
         **given,
         "algorithm": algorithm,
+        "options": options,
     }
     try:
-        return RunConfig(**values).resolved().check()
-    except ValueError as e:
+        config = RunConfig(**values).resolved().check()
+    except (ValueError, TypeError) as e:
         raise UsageError(str(e)) from e
+    if config.train_ways not in (None, config.ways) and not entry.embedding:
+        raise UsageError(
+            f"--train_ways={config.train_ways} differs from --ways="
+            f"{config.ways}, but train.{algorithm}'s learner has one output "
+            "per class: it trains and tests on N-way tasks of one N. "
+            "(ProtoNet and Proto-MAML take any N up to their ways.)"
+        )
+    return config
 
 
 def resumed_config(folder):
     """`(config, state)` of the run to resume; `--iterations` and
     `--minutes` given now extend it."""
     config, state = folder.resume_state()
-    given = run_flags.given()
+    given, _ = run_flags.given()
     extend = {k: given[k] for k in ("iterations", "minutes") if k in given}
     return dataclasses.replace(config, **extend), state
 
 
-def finished(config, state, folder):
-    """Whether a resumed run has nothing left to do."""
-    if not folder.results.exists():
+def training_done(config, state):
+    """Whether a resumed run's training is over (its iterations, or its
+    time budget, spent): what is left is the test and the report."""
+    if state is None:
         return False
     if state["iteration"] >= config.iterations:
         return True
     spent = state.get("train_seconds", 0.0)
     return config.minutes is not None and spent >= 60 * config.minutes
+
+
+def finished(config, state, folder):
+    """Whether a resumed run has nothing left to do."""
+    return folder.results.exists() and training_done(config, state)
 
 
 def locate(algorithm):
@@ -96,10 +127,6 @@ def locate(algorithm):
 def prepare(config, state, folder):
     """Checks the data and builds (or reloads) the model before anything is
     written: `(config, state, model, strategy)`; `UsageError` on bad input."""
-    if config.data_dir is None:
-        config = dataclasses.replace(
-            config, data_dir=runtime.default_data_dir()
-        )
     runtime.set_task_parallelism(FLAGS.task_parallelism, config.algorithm)
     strategy = runtime.make_strategy(FLAGS.strategy)
     if config.meta_batch % strategy.num_replicas_in_sync:
@@ -107,6 +134,7 @@ def prepare(config, state, folder):
             f"--meta_batch={config.meta_batch} does not split over "
             f"{strategy.num_replicas_in_sync} replicas: use a multiple."
         )
+    check_data(config)
     with strategy.scope():
         if state is not None:
             model, state = keras_meta.callbacks.load_checkpoint(
@@ -117,6 +145,25 @@ def prepare(config, state, folder):
         episodic = ALGORITHMS[config.algorithm].episodic
         train = datasets.make_data(config, "train", episodic=episodic)
         return config, state, build_model(config, train), strategy
+
+
+def check_data(config):
+    """Makes the validation and every protocol's test episodes, whose
+    loaders check the splits (classes against ways, images per class
+    against shots + queries), so that a data problem stops the run before
+    it trains, not after."""
+    datasets.make_data(config, "val")
+    for protocol in config.test_protocols():
+        datasets.test_data(config, protocol)
+
+
+def verbosity():
+    """--verbose, or when it is not given: Keras's live bar on a terminal,
+    one line per epoch (per --eval_every iterations) elsewhere (a log
+    file, CI, a batch scheduler), where the bar's redraws pile up."""
+    if FLAGS.verbose is not None:
+        return FLAGS.verbose
+    return 1 if sys.stdout.isatty() else 2
 
 
 def run(algorithm):
@@ -138,34 +185,36 @@ def run(algorithm):
             )
             return 0
         config, state, model, strategy = prepare(config, state, folder)
+        if not runtime.is_chief(strategy):
+            # Other workers train in step with the chief; what they write
+            # goes to a scratch folder.
+            folder = RunFolder(tempfile.mkdtemp(prefix="keras_meta_worker_"))
+        elif state is None:
+            folder.create(config, FLAGS.overwrite)  # takes the folder's lock
+        else:
+            folder.lock()  # before anything of the run is rewritten
+            print(f"Resuming {folder.path} at iteration {state['iteration']}")
     except (UsageError, ValueError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return run_flags.USAGE_EXIT
-    if not runtime.is_chief(strategy):
-        # Other workers train in step with the chief; what they write goes
-        # to a scratch folder.
-        folder = RunFolder(tempfile.mkdtemp(prefix="keras_meta_worker_"))
-    elif state is None:
-        folder.create(config, FLAGS.overwrite)
-    else:
-        print(f"Resuming {folder.path} at iteration {state['iteration']}")
     try:
-        done, seconds = loop.train(
+        stopped_by, seconds = loop.train(
             model,
             config,
             folder,
             state,
-            verbose=FLAGS.verbose,
+            verbose=verbosity(),
             snapshots=FLAGS.keep_snapshots,
         )
         iteration = int(model.optimizer.iterations.numpy())
-        if not done:
+        if stopped_by is not None:
             print(
-                f"\nInterrupted at iteration {iteration}; checkpoint written."
-                " Continue with the same command and --resume.",
+                f"\nStopped by {signal.Signals(stopped_by).name} at "
+                f"iteration {iteration}; checkpoint written. Continue with "
+                "the same command and --resume.",
                 file=sys.stderr,
             )
-            return 130
+            return 128 + stopped_by
         training = {"train_seconds": seconds, "iterations_trained": iteration}
         report.evaluate_and_write(
             model, config, folder, name, wall_start, training
@@ -180,7 +229,7 @@ def main(algorithm, argv=None):
     """Entry point of `python -m train.<algorithm>`."""
     if algorithm not in ALGORITHMS:
         raise ValueError(f"Unknown algorithm {algorithm!r}.")
-    run_flags.define(algorithm, ALGORITHMS[algorithm].defaults)
+    run_flags.define(algorithm)
 
     def app_main(argv):
         if len(argv) > 1:

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_meta.data.episodes import ClassIndex, Sampling
+from keras_meta.data.preprocessing import ImagePreprocessing, resize_uint8
 from keras_meta.data.supervised import episodes_or_batches
 
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
@@ -24,14 +25,6 @@ def to_unit_float(images, variants):
     """uint8 images to float32 in [0, 1] (an episode transform)."""
     del variants
     return tf.cast(images, tf.float32) / 255.0
-
-
-def resize_uint8(image, image_size):
-    """Resizes one decoded image to `image_size` x `image_size`, as uint8."""
-    if image_size is None:
-        return image
-    resized = tf.image.resize(image, [image_size, image_size], method="area")
-    return tf.cast(tf.round(resized), tf.uint8)
 
 
 def image_episodes(images, labels, sampling, what, classes=None):
@@ -91,6 +84,27 @@ def load_tfds_images(builder, split, image_size, image_key, label_key):
     return np.concatenate(images), np.concatenate(labels).astype(np.int64)
 
 
+# Where `cannot_download` knocks before TFDS starts a download (TFDS's own
+# mirror); `KERAS_META_DOWNLOAD_PROBE=host:port` points it elsewhere.
+DOWNLOAD_PROBE = ("storage.googleapis.com", 443)
+
+
+def cannot_download(timeout=5.0):
+    """Why a download cannot start (no route to the internet), or None.
+
+    TFDS retries a failing download for minutes; one connection attempt
+    tells in seconds."""
+    import socket
+
+    probe = os.environ.get("KERAS_META_DOWNLOAD_PROBE")
+    host, port = probe.rsplit(":", 1) if probe else DOWNLOAD_PROBE
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        return f"connecting to {host}:{port} failed: {e}"
+    return None
+
+
 def tfds_builder(name, data_dir=None, download=True, manual_dir=None):
     """A prepared TFDS builder, or a `ValueError` that says how to get one.
 
@@ -124,6 +138,16 @@ def tfds_builder(name, data_dir=None, download=True, manual_dir=None):
             f"{builder.data_dir}. Pass data_dir= (or set TFDS_DATA_DIR to) a "
             "folder that holds it, or allow the download (download=True)."
         )
+    if manual_dir is None:
+        offline = cannot_download()
+        if offline:
+            raise ValueError(
+                f"No prepared TFDS dataset {name!r} was found at "
+                f"{builder.data_dir}, and this machine cannot download it "
+                f"({offline}). Pass data_dir= (or set TFDS_DATA_DIR to) a "
+                "folder that holds a prepared copy, or connect to the "
+                "internet."
+            )
     try:
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(
@@ -190,17 +214,29 @@ def list_directory(path):
             f"Image folder {str(root)!r} does not exist or is not a folder."
         )
     class_names = sorted(p.name for p in root.iterdir() if p.is_dir())
-    files, labels = [], []
+    files, labels, empty = [], [], []
     for label, class_name in enumerate(class_names):
-        for file in sorted((root / class_name).iterdir()):
-            if file.suffix.lower() in IMAGE_EXTENSIONS:
-                files.append(str(file))
-                labels.append(label)
+        images = [
+            str(file)
+            for file in sorted((root / class_name).iterdir())
+            if file.suffix.lower() in IMAGE_EXTENSIONS
+        ]
+        if not images:
+            empty.append(str(root / class_name))
+        files += images
+        labels += [label] * len(images)
     if not files:
         raise ValueError(
             f"Image folder {str(root)!r} holds no class sub-folders with "
             f"images ({', '.join(IMAGE_EXTENSIONS)}); expected "
             "PATH/<class name>/<image file>."
+        )
+    if empty:
+        raise ValueError(
+            f"Class folder {empty[0]!r} holds no image "
+            f"({', '.join(IMAGE_EXTENSIONS)}): add its images or remove the "
+            "folder."
+            + (f" ({len(empty) - 1} more are empty.)" if len(empty) > 1 else "")
         )
     return files, np.asarray(labels, np.int64), class_names
 
@@ -210,11 +246,10 @@ def load_directory_images(path, image_size=None, channels=3):
     class names)`; all images must share a size unless `image_size`."""
     files, labels, class_names = list_directory(path)
 
+    preprocessing = ImagePreprocessing(image_size, channels)
+
     def decode(file):
-        image = tf.io.decode_image(
-            tf.io.read_file(file), channels=channels, expand_animations=False
-        )
-        return resize_uint8(image, image_size)
+        return preprocessing.decode_uint8(tf.io.read_file(file))
 
     ds = tf.data.Dataset.from_tensor_slices(files).map(
         decode, num_parallel_calls=tf.data.AUTOTUNE

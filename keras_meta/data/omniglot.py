@@ -17,6 +17,7 @@ import tensorflow as tf
 from keras_meta.checks import check_count
 from keras_meta.data.episodes import ClassIndex, Sampling
 from keras_meta.data.images import tfds_builder
+from keras_meta.data.preprocessing import omniglot as omniglot_preprocessing
 from keras_meta.data.supervised import episodes_or_batches
 
 NUM_CHARACTERS = 1623
@@ -42,14 +43,10 @@ def load_arrays(split, image_size=28, data_dir=None, download=True):
     builder = tfds_builder("omniglot", data_dir, download)
     import tensorflow_datasets as tfds
 
+    preprocessing = omniglot_preprocessing(image_size)
+
     def decode(example):
-        image = tf.io.decode_png(example["image"], channels=1)
-        image = tf.image.resize(
-            tf.cast(image, tf.float32) / 255.0,
-            [image_size, image_size],
-            method="area",
-        )
-        return 1.0 - image, example["label"]
+        return preprocessing.prepare(example["image"]), example["label"]
 
     try:
         ds = builder.as_dataset(

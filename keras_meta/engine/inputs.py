@@ -4,7 +4,7 @@
 import keras
 import tensorflow as tf
 
-from keras_meta.engine.episodes import unpack
+from keras_meta.engine.episode_checks import unpack
 
 
 class EpisodeInputs:
@@ -14,7 +14,7 @@ class EpisodeInputs:
     tracing, with a `ValueError` that says what is wrong."""
 
     def episode(self, x, y=None, sample_weight=None):
-        """Checks an episode batch (`keras_meta.engine.episodes`)."""
+        """Checks an episode batch (`keras_meta.engine.episode_checks`)."""
         return unpack(
             x, y, sample_weight, self.learner_spec, type(self).__name__
         )
@@ -33,7 +33,33 @@ class EpisodeInputs:
                 return
         if isinstance(x, dict):
             self.episode(x, y, sample_weight)
+            self._check_ways(x["support_y"])
             self.remember_sample((x, y))
+
+    def _check_ways(self, support_y):
+        """A classifier whose outputs outnumber the episodes' ways would
+        spread every task's softmax over classes it never sees: refused,
+        from the first batch's support labels (each task labels its N
+        classes 0..N-1)."""
+        outputs = self.learner_spec.num_classes
+        labels = tf.convert_to_tensor(support_y)
+        if not getattr(self, "fixed_ways", True):
+            return  # prototypes: any task up to `ways` classes
+        if outputs is None or labels.shape.rank != 2 or not labels.shape[1]:
+            return
+        labels = labels.numpy()
+        ways = int(labels.max()) + 1
+        every_task_has_all = all(
+            set(task.tolist()) == set(range(ways)) for task in labels
+        )
+        if every_task_has_all and ways < outputs:
+            raise ValueError(
+                f"The learner has {outputs} outputs, but the episodes are "
+                f"{ways}-way (each task's support labels are 0..{ways - 1}): "
+                "the extra outputs would share every task's softmax. Build "
+                f"the learner with {ways} outputs (for example "
+                f"keras_meta.models.conv4(ways={ways}))."
+            )
 
     def fit(self, x=None, y=None, *args, **kwargs):
         if isinstance(x, tf.data.Dataset):

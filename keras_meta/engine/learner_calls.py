@@ -15,20 +15,19 @@ class LearnerCalls:
         `state_variables`."""
         return (
             [tf.convert_to_tensor(v) for v in self.learner.trainable_variables],
-            [tf.convert_to_tensor(v) for v in self.state_variables],
+            tf.nest.map_structure(tf.convert_to_tensor, self.state_variables),
         )
 
     def forward(self, weights, state, x, training=True):
         """The learner with fast `weights` on a batch `x [B, ...]`:
-        `(predictions, new state, regularisation losses)`. `state` is a
-        `state_variables`-aligned list, of which the learner's part is used
-        and updated; it is never differentiated."""
-        own = len(self.learner.non_trainable_variables)
+        `(predictions, new state, regularisation losses)`. `state` has the
+        structure of `state_variables`; its `"learner"` part is used and
+        updated, and it is never differentiated."""
         y_pred, learner_state, losses = self.learner.stateless_call(
-            weights, state[:own], x, training=training, return_losses=True
+            weights, state["learner"], x, training=training, return_losses=True
         )
-        state = [tf.stop_gradient(s) for s in learner_state] + list(state[own:])
-        return y_pred, state, losses
+        learner_state = [tf.stop_gradient(s) for s in learner_state]
+        return y_pred, {**state, "learner": learner_state}, losses
 
     @property
     def loss_values(self):

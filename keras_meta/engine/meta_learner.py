@@ -1,7 +1,7 @@
 """`MetaLearner`: the `keras.Model` every algorithm subclasses.
 
 A meta-learner wraps a plain Keras model, the *learner*, and meta-learns its
-initialisation on episodes (`keras_meta.engine.episodes`). The engine runs
+initialisation on episodes (`keras_meta.engine.episode_checks`). The engine runs
 the T tasks of a meta-batch in one graph and leaves four public hooks to an
 algorithm:
 
@@ -102,7 +102,7 @@ class MetaLearner(
         learner,
         inner_lr=0.01,
         inner_steps=1,
-        eval_inner_steps=None,
+        eval_inner_steps: int | None = None,
         bn_mode="transductive",
         **kwargs,
     ):
@@ -145,11 +145,13 @@ class MetaLearner(
 
     @property
     def state_variables(self):
-        """The non-trained state a task carries: the learner's
-        non-trainable variables, then the algorithm's own (for example
-        MAML++'s per-step batch-norm statistics). After each meta-update
-        each is set from the tasks' final values (`TaskUpdate.state`)."""
-        return list(self.learner.non_trainable_variables)
+        """The non-trained state a task carries, by name: `"learner"`, the
+        learner's non-trainable variables (a list), and the algorithm's
+        own parts (for example MAML++'s `"bn_means"`). Hooks receive and
+        return a task's state in this structure (tensors for variables).
+        After each meta-update each variable is set from the tasks' final
+        values (`TaskUpdate.state`)."""
+        return {"learner": list(self.learner.non_trainable_variables)}
 
     # -- hooks ------------------------------------------------------------
 
@@ -177,9 +179,8 @@ class MetaLearner(
         )
         if transductive:
             return self.forward(fast, state, task.query_x)
-        own = len(self.learner.non_trainable_variables)
         y_pred = self._batch_norm.call(
-            self.learner, fast, state[:own], task.query_x, task.support_x
+            self.learner, fast, state["learner"], task.query_x, task.support_x
         )
         return y_pred, state, []
 
@@ -366,7 +367,9 @@ class MetaLearner(
                 [tf.TensorSpec(v.shape, v.dtype) for v in self.meta_variables],
                 tf.TensorSpec([], self._loss_dtype()),
                 self.prediction_spec(episode.query_x),
-                [tf.TensorSpec(s.shape, s.dtype) for s in state],
+                tf.nest.map_structure(
+                    lambda s: tf.TensorSpec(s.shape, s.dtype), state
+                ),
             ),
             iteration=self.optimizer.iterations,
             own_pool=self._own_pool(),
@@ -383,7 +386,9 @@ class MetaLearner(
                 [tf.TensorSpec(v.shape, v.dtype) for v in self.meta_variables],
                 tf.TensorSpec([None], self._loss_dtype()),
                 tf.TensorSpec([None, *prediction.shape], prediction.dtype),
-                [tf.TensorSpec([None, *s.shape], s.dtype) for s in state],
+                tf.nest.map_structure(
+                    lambda s: tf.TensorSpec([None, *s.shape], s.dtype), state
+                ),
             ),
             iteration=self.optimizer.iterations,
             most=self.tasks_per_group,
@@ -392,7 +397,7 @@ class MetaLearner(
             updates,
             ungroup(losses),
             ungroup(y_pred),
-            [ungroup(s) for s in states],
+            tf.nest.map_structure(ungroup, states),
         )
 
     def _loss_dtype(self):
@@ -406,7 +411,11 @@ class MetaLearner(
         """Sets `state_variables` from per-task values `[T, ...]`: float
         state (moving statistics) to the mean over all tasks (of every
         replica), other state (seeds) to the last task's."""
-        for variable, values in zip(self.state_variables, task_states):
+        for variable, values in zip(
+            tf.nest.flatten(self.state_variables),
+            tf.nest.flatten(task_states),
+            strict=True,
+        ):
             if variable.dtype.startswith(("float", "bfloat")):
                 variable.assign(
                     distribute.mean_over_replicas(

@@ -10,6 +10,7 @@ range and count, empty sets. A bad request gets an `InvalidArgumentError`
 that says what is wrong; none can reach, and crash, a kernel.
 """
 
+import json
 import os
 
 import keras
@@ -54,9 +55,15 @@ def serving_function(model, steps):
     return serve
 
 
-def export(model, filepath, steps, verbose=False):
+# Where an export keeps what serving it needs besides the graph: the
+# SavedModel's own folder for extra files, read back by `read_metadata`.
+METADATA = os.path.join("assets.extra", "keras_meta.json")
+
+
+def export(model, filepath, steps, verbose=False, metadata=None):
     """Writes the SavedModel to `filepath`, atomically (a temporary folder
-    beside it, then a rename)."""
+    beside it, then a rename), with `metadata` (a JSON-able dict, such as
+    how the images were prepared) in `assets.extra/keras_meta.json`."""
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
@@ -64,8 +71,28 @@ def export(model, filepath, steps, verbose=False):
         serving_function(model, steps),
         input_signature=serving_signature(model),
     )
+    record = {
+        "ways": model.learner_spec.num_classes,
+        "input_shape": list(model.learner_spec.input_shape),
+        "inner_steps": steps,
+        "bn_mode": model.bn_mode,
+        **(metadata or {}),
+    }
     with atomic_path(filepath) as staged:
         archive.write_out(staged, verbose=verbose)
+        os.makedirs(os.path.join(staged, "assets.extra"), exist_ok=True)
+        with open(os.path.join(staged, METADATA), "w") as f:
+            json.dump(record, f, indent=2)
+
+
+def read_metadata(filepath):
+    """The dict `export` recorded beside a SavedModel, or None (a model
+    exported before keras-meta recorded it)."""
+    path = os.path.join(os.fspath(filepath), METADATA)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
 
 
 class Saving:
@@ -88,16 +115,20 @@ class Saving:
         format="tf_saved_model",
         verbose=False,
         steps=None,
+        metadata=None,
         **kwargs,
     ):
         """Writes a SavedModel whose serving signature adapts to ONE task
         with `steps` inner steps (default `eval_inner_steps`) and predicts
         its queries (`keras_meta.engine.serving`). Loads with
-        `tf.saved_model.load` alone, without keras_meta."""
+        `tf.saved_model.load` alone, without keras_meta. Its
+        `assets.extra/keras_meta.json` records the ways, input shape, steps
+        and batch-norm mode, and `metadata` (the scripts add how the images
+        were prepared, for `keras-meta predict`)."""
         if format != "tf_saved_model":
             raise ValueError(
                 f"{type(self).__name__}.export writes format="
                 f"'tf_saved_model' only, got format={format!r}."
             )
         steps = self.eval_inner_steps if steps is None else steps
-        export(self, filepath, check_count(steps, "steps"), verbose)
+        export(self, filepath, check_count(steps, "steps"), verbose, metadata)

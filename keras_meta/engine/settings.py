@@ -8,7 +8,7 @@ function it changes, so the next `fit`/`evaluate`/`predict` retraces.
 import keras
 
 from keras_meta.checks import check_count
-from keras_meta.engine import episodes
+from keras_meta.engine import episode_checks
 
 BN_MODES = ("transductive", "non_transductive")
 
@@ -60,13 +60,13 @@ class Settings:
     @property
     def learner_spec(self):
         """The learner's input and output shapes, and N (`num_classes`)."""
-        return episodes.LearnerSpec.of(self.learner, self.num_classes)
+        return episode_checks.LearnerSpec.of(self.learner, self.num_classes)
 
     @property
     def num_classes(self):
         """N for classification (the learner's logits), None for
         regression: `LearnerSpec`'s rule, which a subclass may override."""
-        return episodes.LearnerSpec.of(self.learner).num_classes
+        return episode_checks.LearnerSpec.of(self.learner).num_classes
 
     def get_config(self):
         return {

@@ -41,10 +41,7 @@ class SingleTask:
         the non-transductive protocol; `model(x, training=True)` normalises
         with the batch's own statistics, the transductive one."""
         adapted = self.adapt(support_x, support_y, steps)
-        state = [
-            tf.convert_to_tensor(v)
-            for v in self.learner.non_trainable_variables
-        ]
+        state = self.weights_and_state()[1]["learner"]
         support_x = tf.convert_to_tensor(support_x)
         statistics = self._batch_norm.of(
             self.learner, adapted, state, support_x

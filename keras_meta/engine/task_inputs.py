@@ -1,13 +1,13 @@
 """One task in, checked: `unpack_task` for `adapt` and the SavedModel's
 serving function, which take a single task (no task axis) of any shape.
 
-The checks are those of `keras_meta.engine.episodes`, all of them also in
+The checks are those of `keras_meta.engine.episode_checks`, all of them also in
 the graph, because a serving request's shapes are known only at run time.
 """
 
 import tensorflow as tf
 
-from keras_meta.engine.episodes import (
+from keras_meta.engine.episode_checks import (
     as_labels,
     check,
     check_inputs,
@@ -39,6 +39,28 @@ def _task_label_checks(support_y, support_x, spec):
     ]
     if spec.num_classes is not None:
         checks += label_checks("support_y", support_y, spec.num_classes)
+    return checks
+
+
+def _finite_checks(support_x, support_y, query_x, spec):
+    """Every float input must be finite: one NaN or inf pixel would make
+    every query's prediction NaN (batch norm mixes the examples)."""
+    named = [("support_x", support_x), ("query_x", query_x)]
+    if spec.num_classes is None:
+        named.append(("support_y", support_y))
+    checks = []
+    for name, x in named:
+        if x.dtype.is_floating:
+            bad = tf.logical_not(tf.math.is_finite(x))
+            checks.append(
+                check(
+                    tf.logical_not(tf.reduce_any(bad)),
+                    f"{name} holds NaN or infinite values, which would make "
+                    "every prediction NaN: send finite numbers. Non-finite "
+                    "entries:",
+                    [tf.reduce_sum(tf.cast(bad, tf.int32))],
+                )
+            )
     return checks
 
 
@@ -83,6 +105,7 @@ def unpack_task(support_x, support_y, query_x, spec):
             )
         )
     checks += _task_label_checks(support_y, support_x, spec)
+    checks += _finite_checks(support_x, support_y, query_x, spec)
     support_x, support_y, query_x = with_checks(
         [support_x, support_y, query_x], [c for c in checks if c is not None]
     )

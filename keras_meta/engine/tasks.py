@@ -38,13 +38,13 @@ class TaskUpdate(NamedTuple):
     meta-gradient, or for Reptile the adapted weights); the engine averages
     it over tasks and hands the mean to `MetaLearner.meta_gradients`.
     `loss` (scalar) and `predictions` (`[Q, ...]`) feed the metrics; `state`
-    is the learner's non-trainable state after the task.
+    is the task's state after it (the structure of `state_variables`).
     """
 
     update: list
     loss: tf.Tensor
     predictions: tf.Tensor
-    state: list
+    state: dict
 
 
 def per_example_loss(loss):

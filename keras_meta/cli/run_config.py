@@ -1,14 +1,33 @@
 """`RunConfig`: the typed settings of one training run.
 
-Built once, in this order of precedence: the dataclass defaults, the
-algorithm's own defaults (its registry entry), a preset, then the flags given
-on the command line. The flags of `train.<algorithm>` are generated from the
-fields below, so `--helpfull` shows the real default of that script.
+Two kinds of setting: the run's (data, budget, meta-optimizer, test: the
+fields below) and the algorithm's (`options`, its constructor's arguments,
+declared there alone: `keras_meta.cli.options`). Built once, in this order
+of precedence: the defaults (the fields', the algorithm's run defaults and
+its constructor's), a preset, then the flags given on the command line.
+The flags of `train.<algorithm>` are generated from both, so `--helpfull`
+shows the real defaults of that script.
 """
 
 import dataclasses
 
 from keras_meta import protocols
+
+# Algorithm options that were RunConfig fields before they had their own
+# entry, so that an older config.json still loads (`from_dict`).
+LEGACY_FIELDS = {
+    "inner_lr",
+    "inner_steps",
+    "eval_inner_steps",
+    "inner_optimizer",
+    "inner_batch_size",
+    "shared_adam_state",
+    "head_layers",
+    "first_order",
+    "multi_step_loss_iterations",
+    "first_order_iterations",
+    "bn_mode",
+}
 
 
 def _field(default, help, choices=None, lower=None, only=None):
@@ -30,6 +49,13 @@ class RunConfig:
     )
     ways: int = _field(5, "N: classes per task.", lower=2)
     shots: int = _field(1, "K: support examples per class at test.", lower=1)
+    train_ways: int | None = _field(
+        None,
+        "N of the meta-training tasks (default: ways). ProtoNet and "
+        "Proto-MAML, whose prototypes take any number of classes, may train "
+        "on more (Snell et al.: 60 for Omniglot); the others need ways.",
+        lower=2,
+    )
     train_shots: int | None = _field(
         None,
         "Support examples per class in meta-training (default: shots; "
@@ -44,51 +70,6 @@ class RunConfig:
         lower=1,
     )
     meta_batch: int = _field(32, "T: tasks per meta-iteration.", lower=1)
-    inner_lr: float = _field(0.4, "Inner-loop step size (alpha).", lower=0)
-    inner_steps: int = _field(1, "Inner steps in meta-training.", lower=0)
-    eval_inner_steps: int | None = _field(
-        None, "Inner steps at test time (default: inner_steps).", lower=0
-    )
-    inner_optimizer: str = _field(
-        "sgd", "Reptile's inner optimizer.", ("sgd", "adam"), only=("reptile",)
-    )
-    inner_batch_size: int | None = _field(
-        None,
-        "Reptile: support examples per inner step, cycling through the "
-        "shuffled support set (default: all of it at every step).",
-        lower=1,
-        only=("reptile",),
-    )
-    shared_adam_state: bool = _field(
-        True,
-        "Reptile with Adam: its second moments carry over from task to task "
-        "(the authors' code) instead of starting fresh for each task.",
-        only=("reptile",),
-    )
-    head_layers: int = _field(
-        1, "ANIL: layers the inner loop adapts.", lower=1, only=("anil",)
-    )
-    first_order: bool = _field(
-        False,
-        "Drop the second-order terms of the meta-gradient (FOMAML).",
-        only=("maml", "metasgd"),
-    )
-    multi_step_loss_iterations: int = _field(
-        5000,
-        "MAML++: iterations over which the multi-step loss weights anneal "
-        "towards the last step (0: last step only); with --minutes, the "
-        "same share of the time budget as of --iterations.",
-        lower=0,
-        only=("mamlpp",),
-    )
-    first_order_iterations: int = _field(
-        0,
-        "MAML++: first-order meta-gradients for this many iterations, "
-        "second-order after (derivative-order annealing); with --minutes, "
-        "the same share of the time budget as of --iterations.",
-        lower=0,
-        only=("mamlpp",),
-    )
     meta_lr: float = _field(
         1e-3, "Step size of the meta-optimizer (beta).", lower=0
     )
@@ -105,9 +86,9 @@ class RunConfig:
     iterations: int = _field(10000, "Meta-training iterations.", lower=1)
     minutes: float | None = _field(
         None,
-        "Training time budget in minutes (meta-validation excluded): "
-        "training stops when it is spent, even before --iterations.",
-        lower=0,
+        "Training time budget in minutes, more than 0 (meta-validation "
+        "excluded): training stops when it is spent, even before "
+        "--iterations.",
     )
     eval_every: int = _field(
         500, "Iterations between meta-validations (an epoch).", lower=1
@@ -146,11 +127,12 @@ class RunConfig:
         "meta-validation score (never the test tasks).",
         ("last", "best_val"),
     )
-    bn_mode: str = _field(
-        "transductive",
-        "Batch-norm statistics at evaluation: transductive (the query "
-        "batch's, MAML's protocol) or non_transductive (the support set's).",
-        ("transductive", "non_transductive"),
+    learner: str = _field(
+        "conv4",
+        "The learner: conv4 (the papers'; --filters, --pooling) or resnet12 "
+        "(the few-shot literature's, 64-160-320-640 channels, for colour "
+        "images of 84x84 and up).",
+        ("conv4", "resnet12"),
     )
     filters: int = _field(64, "conv4: channels per block.", lower=1)
     pooling: str = _field(
@@ -159,6 +141,11 @@ class RunConfig:
         "spatial mean (MAML's Omniglot net); or stride-2 convolutions "
         "flattened (Reptile's).",
         ("max", "stride", "stride_flatten"),
+    )
+    channels: int = _field(
+        3,
+        "Image channels of a folder dataset: 3 (RGB) or 1 (grayscale).",
+        lower=1,
     )
     image_size: int | None = _field(
         None,
@@ -169,29 +156,30 @@ class RunConfig:
     seed: int = _field(0, "Random seed (weights, tasks).", lower=0)
     data_dir: str | None = _field(
         None,
-        "TFDS data folder (default: ../shared/data/tfds beside the "
-        "repository when present, else $TFDS_DATA_DIR or TFDS's own, "
-        "downloading if needed).",
+        "TFDS data folder (default: $TFDS_DATA_DIR, else TFDS's own, "
+        "downloading and preparing the dataset on first use).",
     )
     manual_dir: str | None = _field(
         None, "Mini-ImageNet: folder with images/ and split CSVs."
     )
+    options: dict = dataclasses.field(
+        default_factory=dict,
+        metadata=dict(help="The algorithm's constructor arguments."),
+    )
 
     @classmethod
     def fields(cls):
-        """The fields that are flags (all but `algorithm`)."""
-        return [f for f in dataclasses.fields(cls) if f.name != "algorithm"]
+        """The fields that are flags (all but `algorithm` and `options`)."""
+        return [
+            f
+            for f in dataclasses.fields(cls)
+            if f.name not in ("algorithm", "options")
+        ]
 
     def resolved(self):
         """With the `None` defaults that follow other fields filled in."""
         return dataclasses.replace(
-            self,
-            train_shots=self.train_shots or self.shots,
-            eval_inner_steps=(
-                self.inner_steps
-                if self.eval_inner_steps is None
-                else self.eval_inner_steps
-            ),
+            self, train_shots=self.train_shots or self.shots
         )
 
     def test_protocols(self):
@@ -203,8 +191,24 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, values):
-        """A config from `config.json` (fields it lacks keep defaults)."""
+        """A config from `config.json` (fields it lacks keep defaults). One
+        written before the options had their own entry (its algorithm's
+        options among the fields, and every other algorithm's too) is read
+        with the options its algorithm takes moved into `options`."""
+        from keras_meta.cli.registry import ALGORITHMS, option_owners
+
+        values = dict(values)
         names = {f.name for f in dataclasses.fields(cls)}
+        if "options" not in values:
+            algorithm = ALGORITHMS.get(values.get("algorithm", "maml"))
+            ours = {o.name for o in algorithm.options} if algorithm else set()
+            legacy = set(option_owners()) | LEGACY_FIELDS
+            values["options"] = {
+                k: values[k] for k in list(values) if k in ours and k in legacy
+            }
+            for k in list(values):
+                if k in legacy and k not in names:
+                    del values[k]
         unknown = sorted(set(values) - names)
         if unknown:
             raise ValueError(
@@ -216,21 +220,19 @@ class RunConfig:
     def check(self):
         """Usage errors a flag's type and bound cannot catch alone."""
         problems = []
-        if not self.inner_lr > 0:
-            problems.append(f"--inner_lr must be positive, got {self.inner_lr}")
         if not self.meta_lr > 0:
             problems.append(f"--meta_lr must be positive, got {self.meta_lr}")
+        if self.channels not in (1, 3):
+            problems.append(
+                f"--channels must be 1 (grayscale) or 3 (RGB), got "
+                f"{self.channels}"
+            )
         if self.minutes is not None and not self.minutes > 0:
             problems.append(f"--minutes must be positive, got {self.minutes}")
         try:
             protocols.parse(self.protocol)
         except ValueError as e:
             problems.append(str(e).rstrip("."))
-        if self.algorithm == "reptile" and self.inner_steps < 1:
-            problems.append(
-                "--inner_steps must be >= 1 for reptile: with 0 steps its "
-                "update is zero and no weight ever changes"
-            )
         if problems:
             raise ValueError("; ".join(problems) + ".")
         return self

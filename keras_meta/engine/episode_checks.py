@@ -28,6 +28,7 @@ class LearnerSpec(NamedTuple):
     input_shape: tuple  # for example (28, 28, 1)
     output_shape: tuple  # (N,) logits, or (d,) regression targets
     num_classes: int | None  # N for classification, None for regression
+    input_dtype: str = "float32"
 
     @classmethod
     def of(cls, learner, num_classes=None):
@@ -36,7 +37,10 @@ class LearnerSpec(NamedTuple):
             units = output_shape[-1] if output_shape else None
             num_classes = units if units and units > 1 else None
         return cls(
-            tuple(learner.inputs[0].shape[1:]), output_shape, num_classes
+            tuple(learner.inputs[0].shape[1:]),
+            output_shape,
+            num_classes,
+            tf.as_dtype(learner.inputs[0].dtype).name,
         )
 
 
@@ -89,6 +93,13 @@ def check_inputs(name, x, spec, task_axis):
             f"{name} holds examples of shape {tuple(x.shape[lead:])}, but the "
             f"learner takes {spec.input_shape}: resize the images (or build "
             "the learner for this shape)."
+        )
+    if x.dtype.is_integer and tf.as_dtype(spec.input_dtype).is_floating:
+        raise TypeError(
+            f"{name} holds {x.dtype.name} values (0-255 pixels?), but the "
+            f"learner takes {spec.input_dtype}: convert the images and scale "
+            "them to [0, 1] first, e.g. images.astype('float32') / 255 "
+            "(keras_meta.data's loaders do)."
         )
     if x.shape[lead - 1] == 0:
         what = "support" if name.startswith("support") else "query"
@@ -214,6 +225,19 @@ def unpack(x, y, sample_weight, spec, owner="The meta-learner"):
         checks += _runtime_checks("query_y", y, "query_x", query_x, spec)
     if sample_weight is not None:
         sample_weight = _sample_weights(sample_weight, query_x)
+        checks += [
+            c
+            for c in [
+                check(
+                    tf.reduce_all(sample_weight >= 0),
+                    "sample_weight holds negative weights, which would push "
+                    "those tasks' query loss up instead of down: weights "
+                    "must be >= 0. Smallest weight:",
+                    [tf.reduce_min(sample_weight)],
+                )
+            ]
+            if c is not None
+        ]
     support_x, support_y, query_x, y, sample_weight = with_checks(
         [support_x, support_y, query_x, y, sample_weight], checks
     )
@@ -229,11 +253,15 @@ def unpack(x, y, sample_weight, spec, owner="The meta-learner"):
 def _sample_weights(sample_weight, query_x):
     """Per-task `[T]` or per-example `[T, Q]` weights, as `[T, Q]` floats."""
     weight = keras.ops.convert_to_tensor(sample_weight, keras.config.floatx())
-    if weight.shape.rank == 1:
-        weight = tf.broadcast_to(weight[:, None], tf.shape(query_x)[:2])
-    elif weight.shape.rank != 2:
+    tasks, queries = query_x.shape[:2]
+    wanted = {1: (tasks,), 2: (tasks, queries)}.get(weight.shape.rank)
+    if wanted is None or not _compatible(weight.shape, wanted):
         raise ValueError(
             "sample_weight must be [T] (one weight per task) or [T, Q] (one "
-            f"per query example); got shape {weight.shape}."
+            f"per query example); got shape {tuple(weight.shape)} for a "
+            f"batch of T={tasks} tasks of Q={queries} queries: give shape "
+            f"({tasks},) or ({tasks}, {queries})."
         )
+    if weight.shape.rank == 1:
+        weight = tf.broadcast_to(weight[:, None], tf.shape(query_x)[:2])
     return weight

@@ -5,7 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_meta import inner_loop
-from keras_meta.analysis.tasks import single_tasks
+from keras_meta.analysis.single_tasks import single_tasks
 from keras_meta.engine import Task
 from keras_meta.evaluation import ci95
 

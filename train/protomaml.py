@@ -1,0 +1,14 @@
+"""Trains Proto-MAML: `python -m train.protomaml --preset=... [flags]`.
+
+A thin entry point over keras_meta.cli.train (`keras-meta train protomaml` once
+installed); `--helpfull` lists every flag with its default.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from keras_meta.cli import train  # noqa: E402
+
+if __name__ == "__main__":
+    train.main("protomaml")
