@@ -223,6 +223,7 @@ def tiny_folder_run(tmp_path_factory):
         f"--dataset={root}",
         "--ways=3",
         "--queries=1",
+        "--eval_queries=1",
         "--meta_batch=2",
         "--filters=4",
         "--iterations=4",

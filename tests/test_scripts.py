@@ -253,12 +253,14 @@ def test_settings_come_from_defaults_then_preset_then_flags():
             "--print_config",
         ).stdout
     )
-    assert config["inner_steps"] == 7  # the flag
+    options = config["options"]  # the algorithm's constructor arguments
+    assert options["inner_steps"] == 7  # the flag
     assert config["meta_batch"] == 10  # the preset
     assert config["eval_tasks"] is None  # the default: the protocol's
     assert config["protocol"] == "reptile"  # the preset's paper's
-    assert config["inner_optimizer"] == "adam"  # the algorithm's default
-    assert config["train_shots"] == 15 and config["eval_inner_steps"] == 5
+    assert options["inner_optimizer"] == "adam"  # the algorithm's default
+    assert config["train_shots"] == 15 and options["eval_inner_steps"] == 5
+    assert config["eval_queries"] == config["queries"] == 1  # follows
 
 
 def test_existing_run_is_not_overwritten(tmp_path):

@@ -122,6 +122,14 @@ VARIANTS = {
         "mamlpp",
         flags=("--pooling=stride",),
     ),
+    # Raghu et al.'s inner loop (5 steps of a small rate, in meta-training
+    # and at test) in place of MAML's one step of 0.4: does the head-only
+    # gap of the feature-reuse analysis come from the inner loop?
+    "maml_5steps": Variant(
+        "MAML, 5 steps of 0.1",
+        "maml",
+        flags=("--inner_steps=5", "--inner_lr=0.1", "--eval_inner_steps=5"),
+    ),
     # MAML's settings, trained without the inner loop: the initialisation
     # that is best on the tasks now, adapted at test time like MAML's.
     "joint": Variant(

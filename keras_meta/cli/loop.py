@@ -85,10 +85,10 @@ def trim_history(folder, config, iteration):
     stopped mid-epoch by Ctrl-C logs one)."""
     if not folder.history.exists():
         return
-    text = folder.history.read_text()
-    # Keras's CSVLogger ends its rows as the csv module does ("\r\n");
-    # the kept rows keep that ending, so that the rows appended on resume
-    # match them.
+    # Read untranslated: Keras's CSVLogger ends its rows as the csv module
+    # does ("\r\n"), and the kept rows keep that ending so that the rows
+    # appended on resume match them.
+    text = folder.history.read_bytes().decode()
     ending = "\r\n" if "\r\n" in text else "\n"
     lines = text.splitlines()
     header = lines[0].split(",") if lines else []

@@ -63,10 +63,10 @@ class RunConfig:
         lower=1,
     )
     queries: int = _field(15, "Query examples per class in training.", lower=1)
-    eval_queries: int = _field(
-        15,
-        "Query examples per class for meta-validation (the test's come "
-        "from --protocol).",
+    eval_queries: int | None = _field(
+        None,
+        "Query examples per class for meta-validation (default: --queries; "
+        "the test's come from --protocol).",
         lower=1,
     )
     meta_batch: int = _field(32, "T: tasks per meta-iteration.", lower=1)
@@ -179,7 +179,9 @@ class RunConfig:
     def resolved(self):
         """With the `None` defaults that follow other fields filled in."""
         return dataclasses.replace(
-            self, train_shots=self.train_shots or self.shots
+            self,
+            train_shots=self.train_shots or self.shots,
+            eval_queries=self.eval_queries or self.queries,
         )
 
     def test_protocols(self):

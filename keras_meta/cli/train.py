@@ -4,7 +4,8 @@ Settings come from one `RunConfig` (defaults < algorithm defaults < preset
 < flags); every setting, the data and the model are checked before the run
 folder is touched; then training, the papers' test protocol and the run
 folder's files (`run_folder.py`). Exit codes: 0 done (or nothing to do),
-1 training failed (non-finite loss), 2 usage error, 130 interrupted.
+1 training failed (non-finite loss), 2 usage error, 128 + the signal when
+stopped by Ctrl-C (130) or SIGTERM (143).
 """
 
 import dataclasses
@@ -29,6 +30,12 @@ from keras_meta.cli.run_folder import RunFolder
 FLAGS = run_flags.FLAGS
 
 
+def not_for(flag, owners, algorithm):
+    """The error for a flag given to a script it does not apply to."""
+    scripts = " and ".join(f"train.{o}" for o in owners)
+    return f"--{flag} applies to {scripts} only, not train.{algorithm}."
+
+
 def resolve_config(algorithm):
     """The run's `RunConfig` from defaults, preset and the flags given."""
     entry = ALGORITHMS[algorithm]
@@ -45,18 +52,12 @@ def resolve_config(algorithm):
     for name, value in given.items():
         only = RunConfig.__dataclass_fields__[name].metadata["only"]
         if only and algorithm not in only and value not in (None, False):
-            raise UsageError(
-                f"--{name} applies to train.{'/'.join(only)} only, not "
-                f"train.{algorithm}."
-            )
+            raise UsageError(not_for(name, only, algorithm))
     ours = {o.name: o for o in entry.options}
     owners = option_owners()
     for name in given_options:
         if name not in ours:
-            raise UsageError(
-                f"--{name} applies to train.{'/'.join(owners[name])} only, "
-                f"not train.{algorithm}."
-            )
+            raise UsageError(not_for(name, owners[name], algorithm))
     preset_options = {k: v for k, v in preset.items() if k in ours}
     options = {
         **{name: o.default for name, o in ours.items()},
@@ -152,9 +153,21 @@ def check_data(config):
     loaders check the splits (classes against ways, images per class
     against shots + queries), so that a data problem stops the run before
     it trains, not after."""
-    datasets.make_data(config, "val")
+    try:
+        datasets.make_data(config, "val")
+    except ValueError as e:
+        raise UsageError(
+            f"meta-validation (--shots={config.shots}, --eval_queries="
+            f"{config.eval_queries}): {e}"
+        ) from None
     for protocol in config.test_protocols():
-        datasets.test_data(config, protocol)
+        try:
+            datasets.test_data(config, protocol)
+        except ValueError as e:
+            raise UsageError(
+                f"the test ({protocol.describe(config.shots)}; --protocol "
+                f"chooses another): {e}"
+            ) from None
 
 
 def verbosity():
