@@ -255,7 +255,14 @@ def conjugate_gradient(matvec, b, steps):
     `matvec(v) -> A v`, by `steps` iterations of conjugate gradients from
     x = 0 (exact after as many steps as unknowns, in exact arithmetic).
     `b` and `x` are lists of tensors (a weight list's shape), so `A` is
-    never formed: iMAML's `A v` is a Hessian-vector product."""
+    never formed: iMAML's `A v` is a Hessian-vector product.
+
+    iMAML's `A = I + H / lambda` need not be positive definite (a
+    non-convex support loss, no damping): where a search direction has
+    curvature `p'Ap <= 0`, the iterations stop and keep the `x` they
+    reached (truncated CG, as in Steihaug's method), and if that happens
+    at the first step, `x = b` (`A` taken as the identity: the first-order
+    meta-gradient), instead of dividing by a curvature near zero."""
 
     def dot(u, v):
         return tf.add_n([tf.reduce_sum(a * c) for a, c in zip(u, v)])
@@ -264,9 +271,19 @@ def conjugate_gradient(matvec, b, steps):
     r, p = list(b), list(b)
     rs = dot(r, r)
     tiny = tf.constant(1e-30, rs.dtype)
-    for _ in range(steps):
+    stopped = tf.constant(False)
+    for step in range(steps):
         ap = matvec(p)
-        alpha = rs / tf.maximum(dot(p, ap), tiny)
+        curvature = dot(p, ap)
+        negative = curvature <= tiny * tf.maximum(dot(p, p), tiny)
+        if step == 0:
+            # Along b itself the curvature is not positive: no CG step
+            # can be trusted; fall back to the identity.
+            x = [tf.where(negative, bi, xi) for bi, xi in zip(b, x)]
+        stopped = tf.logical_or(stopped, negative)
+        alpha = tf.where(
+            stopped, tf.zeros_like(rs), rs / tf.maximum(curvature, tiny)
+        )
         x = [xi + alpha * pi for xi, pi in zip(x, p)]
         r = [ri - alpha * api for ri, api in zip(r, ap)]
         rs_new = dot(r, r)

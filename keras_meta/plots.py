@@ -168,7 +168,9 @@ def intervals(labels, means, lows, highs, path, xlabel="", title=""):
     ax.set_yticks(positions)
     ax.set_yticklabels(labels)
     ax.set_xlabel(xlabel)
-    ax.set_title(title)
+    # Right-aligned: the long labels leave the axes the figure's right
+    # part, and a centred title would run off it.
+    ax.set_title(title, loc="right")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     save_figure(fig, path)

@@ -41,6 +41,32 @@ def test_conjugate_gradient_solves_a_positive_definite_system(float64):
     )
 
 
+def test_conjugate_gradient_stops_at_negative_curvature(float64):
+    """An indefinite A (a non-convex support loss without damping): CG
+    keeps the iterate it reached before the first direction of
+    non-positive curvature (truncated CG), or returns b when b itself has
+    it, instead of dividing by a curvature near zero."""
+    a = np.diag([2.0, -1.0])
+    b = np.array([1.0, 0.1])
+
+    def matvec(v):
+        return [tf.constant(a @ v[0].numpy())]
+
+    # Textbook CG in numpy: one step along b, then the second direction.
+    alpha = (b @ b) / (b @ a @ b)
+    x1, r1 = alpha * b, b - alpha * (a @ b)
+    p1 = r1 + (r1 @ r1) / (b @ b) * b
+    assert b @ a @ b > 0 and p1 @ a @ p1 < 0  # the case under test
+    x = inner_loop.conjugate_gradient(matvec, [tf.constant(b)], steps=5)
+    np.testing.assert_allclose(x[0].numpy(), x1, rtol=1e-12)
+
+    # Non-positive curvature along b itself: the identity's answer, b.
+    x = inner_loop.conjugate_gradient(
+        lambda v: [tf.constant(-v[0].numpy())], [tf.constant(b)], steps=3
+    )
+    np.testing.assert_allclose(x[0].numpy(), b, rtol=1e-12)
+
+
 def test_linear_regression_matches_the_closed_forms(float64):
     """MSE on a linear model: the proximal inner problem has the solution
     phi* = (H + lam I)^-1 (2 X'y / n + lam theta), H = 2 X'X / n, and the

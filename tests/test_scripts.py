@@ -243,7 +243,10 @@ def test_bad_flags_exit_2_with_a_message(bad_flag_runs, index):
 def test_settings_come_from_defaults_then_preset_then_flags():
     help_text = run_module("train.reptile", "--helpfull").stdout
     # Each script's flags show its own real defaults.
-    assert "--inner_steps: Inner steps in meta-training.\n" in help_text
+    # Each option's help is its constructor's docstring.
+    assert "--inner_steps: k >= 1, the inner steps during meta-training" in (
+        help_text
+    )
     assert "(default: '5')" in help_text.split("--inner_steps:")[1][:200]
     config = json.loads(
         run_module(

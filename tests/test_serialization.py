@@ -68,6 +68,7 @@ def test_save_and_load_round_trip(tmp_path, name):
         model.fit(data, steps_per_epoch=2, verbose=0)
     sample = next(iter(data))[0]
     expected = model.predict_on_batch(sample)
+    assert np.all(np.isfinite(expected)), "training left non-finite weights"
 
     path = tmp_path / f"{name}.keras"
     model.save(path)
