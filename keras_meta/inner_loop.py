@@ -275,7 +275,7 @@ def conjugate_gradient(matvec, b, steps):
     for step in range(steps):
         ap = matvec(p)
         curvature = dot(p, ap)
-        negative = curvature <= tiny * tf.maximum(dot(p, p), tiny)
+        negative = curvature <= 0.0
         if step == 0:
             # Along b itself the curvature is not positive: no CG step
             # can be trusted; fall back to the identity.

@@ -121,11 +121,12 @@ def test_a_new_algorithm_and_option_reach_the_command_line(tmp_path):
     script = tmp_path / "toy.py"
     script.write_text(TOY)
 
+    # The repository on the path, whether or not keras_meta is installed.
+    repo = str(pathlib.Path(__file__).resolve().parents[1])
+    inherited = os.environ.get("PYTHONPATH")
+    path = os.pathsep.join([repo, inherited] if inherited else [repo])
+
     def toy(*flags):
-        # The repository on the path, whether or not keras_meta is installed.
-        repo = str(pathlib.Path(__file__).resolve().parents[1])
-        inherited = os.environ.get("PYTHONPATH")
-        path = os.pathsep.join([repo, inherited] if inherited else [repo])
         result = subprocess.run(
             [sys.executable, str(script), *flags],
             capture_output=True,

@@ -222,8 +222,7 @@ def tiny_folder_run(tmp_path_factory):
         "train.maml",
         f"--dataset={root}",
         "--ways=3",
-        "--queries=1",
-        "--eval_queries=1",
+        "--queries=1",  # meta-validation follows it (6 images per class)
         "--meta_batch=2",
         "--filters=4",
         "--iterations=4",
