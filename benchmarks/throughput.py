@@ -37,9 +37,12 @@ CONFIGS = {
     "omniglot_20w1s_max": (20, 1, 15, 16, (28, 28, 1), 64, "max", 5, 5),
     "omniglot_20w1s_stride": (20, 1, 15, 16, (28, 28, 1), 64, "stride", 5, 5),
     "miniimagenet_5w1s": (5, 1, 15, 4, (84, 84, 3), 32, "max", 5, 5),
+    # The memory sweep's, 4 tasks: peak memory depends on the tasks in
+    # flight (2), not on the meta-batch, and long sweeps run 8x sooner.
+    "omniglot_5w1s_max_4tasks": (5, 1, 15, 4, (28, 28, 1), 64, "max", 1, 5),
 }
-# The memory sweep: second-order MAML on the first configuration with more
-# inner steps, with and without rematerialisation.
+# The memory sweep: second-order MAML with more inner steps, with and
+# without rematerialisation, and iMAML (implicit meta-gradients).
 SWEEP_STEPS = (1, 5, 10)
 ALGORITHMS = (
     "maml",
@@ -102,6 +105,8 @@ def build(
             ),
             "metasgd": lambda: keras_meta.MetaSGD(learner, 0.4, steps),
             "mamlpp": lambda: keras_meta.MAMLPlusPlus(learner, 0.4, steps),
+            # The paper's Omniglot settings but the steps (16 there).
+            "imaml": lambda: keras_meta.IMAML(learner, 0.1, steps),
         }[algorithm]()
     model.compile(
         optimizer="adam",
@@ -384,7 +389,21 @@ def main():
     parser.add_argument(
         "--memory_sweep",
         action="store_true",
-        help="add MAML with 1/5/10 inner steps, with and without recompute",
+        help="add second-order MAML with and without recompute, and iMAML, "
+        "at each of --sweep_steps inner steps",
+    )
+    parser.add_argument(
+        "--sweep_steps",
+        type=int,
+        nargs="*",
+        default=list(SWEEP_STEPS),
+        help="the memory sweep's inner steps",
+    )
+    parser.add_argument(
+        "--sweep_config",
+        default="omniglot_5w1s_max",
+        choices=CONFIGS,
+        help="the memory sweep's configuration",
     )
     parser.add_argument(
         "--task_parallelism",
@@ -484,17 +503,18 @@ def main():
         for algorithm in args.only
     ]
     if args.memory_sweep:
-        for steps in SWEEP_STEPS:
-            for recompute in (False, True):
-                extra = ["--inner_steps", str(steps)]
+        for steps in args.sweep_steps:
+            extra = ["--inner_steps", str(steps)]
+            for recompute in ("false", "true"):
                 rows.append(
                     run_child(
                         "maml",
-                        "omniglot_5w1s_max",
+                        args.sweep_config,
                         args,
-                        extra + ["--recompute", str(recompute).lower()],
+                        extra + ["--recompute", recompute],
                     )
                 )
+            rows.append(run_child("imaml", args.sweep_config, args, extra))
     command = "python " + " ".join(sys.argv)
     print(f"\nReproduce with: {command}")
     if args.json:

@@ -18,6 +18,49 @@ def _nonnegative(value, name):
     return float(value)
 
 
+def conjugate_gradient(matvec, b, steps):
+    """Solves `A x = b` for symmetric positive definite `A`, given as
+    `matvec(v) -> A v`, by `steps` iterations of conjugate gradients from
+    x = 0 (exact after as many steps as unknowns, in exact arithmetic).
+    `b` and `x` are lists of tensors (a weight list's shape), so `A` is
+    never formed: iMAML's `A v` is a Hessian-vector product.
+
+    iMAML's `A = I + H / lambda` need not be positive definite (a
+    non-convex support loss, no damping): where a search direction has
+    curvature `p'Ap <= 0`, the iterations stop and keep the `x` they
+    reached (truncated CG, as in Steihaug's method), and if that happens
+    at the first step, `x = b` (`A` taken as the identity: the first-order
+    meta-gradient), instead of dividing by a curvature near zero."""
+
+    def dot(u, v):
+        return tf.add_n([tf.reduce_sum(a * c) for a, c in zip(u, v)])
+
+    x = [keras.ops.zeros_like(t) for t in b]
+    r, p = list(b), list(b)
+    rs = dot(r, r)
+    tiny = tf.constant(1e-30, rs.dtype)
+    stopped = tf.constant(False)
+    for step in range(steps):
+        ap = matvec(p)
+        curvature = dot(p, ap)
+        negative = curvature <= 0.0
+        if step == 0:
+            # Along b itself the curvature is not positive: no CG step
+            # can be trusted; fall back to the identity.
+            x = [tf.where(negative, bi, xi) for bi, xi in zip(b, x)]
+        stopped = tf.logical_or(stopped, negative)
+        alpha = tf.where(
+            stopped, tf.zeros_like(rs), rs / tf.maximum(curvature, tiny)
+        )
+        x = [xi + alpha * pi for xi, pi in zip(x, p)]
+        r = [ri - alpha * api for ri, api in zip(r, ap)]
+        rs_new = dot(r, r)
+        beta = rs_new / tf.maximum(rs, tiny)
+        p = [ri + beta * pi for ri, pi in zip(r, p)]
+        rs = rs_new
+    return x
+
+
 @keras.saving.register_keras_serializable(package="keras_meta")
 class IMAML(MetaLearner):
     """Implicit MAML: a meta-gradient whose memory does not grow with the
@@ -169,7 +212,7 @@ class IMAML(MetaLearner):
             hv = self.hessian_vector_product(adapted, state, task, v)
             return [identity * vi + scale * hvi for vi, hvi in zip(v, hv)]
 
-        meta_gradient = inner_loop.conjugate_gradient(matvec, g, self.cg_steps)
+        meta_gradient = conjugate_gradient(matvec, g, self.cg_steps)
         return TaskUpdate(meta_gradient, loss, y_pred, state)
 
     def get_config(self):

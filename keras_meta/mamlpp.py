@@ -8,7 +8,7 @@ import tensorflow as tf
 from keras_meta import compat, inner_loop
 from keras_meta.checks import check_bool, check_count
 from keras_meta.engine import MetaLearner, TaskUpdate
-from keras_meta.learner_parts import add_weight_holding, put, take
+from keras_meta.learner_parts import LearnerSplit, add_weight_holding
 from keras_meta.per_step_batch_norm import PerStepBatchNorm
 
 MIN_NON_FINAL_WEIGHT = 0.03  # times 1 / steps, as the authors' code
@@ -52,6 +52,10 @@ class MAMLPlusPlus(PerStepBatchNorm, MetaLearner):
     - Cosine annealing of the meta learning rate is the optimizer's
       (`keras.optimizers.schedules.CosineDecay`; the scripts set it).
 
+    The steps run in the shared inner loop (`inner_loop.gradient_descent`)
+    through its per-step hooks, so the fixes combine with `recompute` and
+    with an ANIL-like head-only inner loop (`head_layers`).
+
     Iteration-dependent behaviour (MSL, DA) reads `schedule_iteration()`:
     the optimizer's iteration count, or the variable `schedule_clock` if a
     callback has set it further (it starts at -1):
@@ -78,6 +82,12 @@ class MAMLPlusPlus(PerStepBatchNorm, MetaLearner):
         first_order_iterations: DA's first-order iterations (the paper's
             text: its first 50 epochs, 25,000 iterations; its released
             configurations: 0).
+        recompute: rematerialise the inner steps' activations during the
+            meta-gradient, as `MAML(recompute=True)`; learned rates and
+            per-step batch-norm parameters keep their exact gradients.
+        head_layers: if set, the inner loop adapts only the learner's last
+            `head_layers` layers (ANIL's inner loop, with MAML++'s fixes);
+            None (default) adapts every layer, as in the paper.
     """
 
     def __init__(
@@ -91,6 +101,8 @@ class MAMLPlusPlus(PerStepBatchNorm, MetaLearner):
         multi_step_loss_iterations=5000,
         first_order_iterations=25000,
         per_step_batch_norm=True,
+        recompute=False,
+        head_layers: int | None = None,
         **kwargs,
     ):
         super().__init__(
@@ -112,6 +124,8 @@ class MAMLPlusPlus(PerStepBatchNorm, MetaLearner):
         self.first_order_iterations = check_count(
             first_order_iterations, "first_order_iterations"
         )
+        self.recompute = check_bool(recompute, "recompute")
+        self.head_layers = head_layers
         variables = learner.trainable_variables
         self.inner_lrs = add_weight_holding(
             self,
@@ -121,6 +135,9 @@ class MAMLPlusPlus(PerStepBatchNorm, MetaLearner):
             trainable=learned_rates,
         )
         self.init_per_step_batch_norm(learner, per_step_batch_norm)
+        if head_layers is not None:
+            head = LearnerSplit(learner, head_layers).head_trainable
+            self._inner_indices = [i for i in self._inner_indices if i in head]
         # Created last, so that models saved before it existed still load.
         self.schedule_clock = add_weight_holding(
             self, -1.0, "schedule_clock", "float32", trainable=False
@@ -165,47 +182,52 @@ class MAMLPlusPlus(PerStepBatchNorm, MetaLearner):
         }
 
     def _rates(self, step):
+        """Step `step`'s learned rates, aligned with the learner's
+        trainable variables."""
         rates = tf.gather(
             tf.convert_to_tensor(self.inner_lrs), self._step_index(step)
         )
-        return [rates[i] for i in self._inner_indices]
+        return tf.unstack(rates)
 
-    def _run(self, weights, state, task, steps, first_order, query_weights):
-        """`steps` inner steps; returns `(weights, state, query loss)`, the
-        loss weighted over the steps by `query_weights [steps]` (or None:
-        no query loss). `first_order` (a boolean tensor or bool) stops the
-        inner gradients."""
-        query_loss = 0.0
-        for step in range(steps):  # unrolled: each step has its own BN
+    def _run(self, weights, state, task, steps, differentiable, query_weights):
+        """`steps` inner steps of the shared loop; returns `(weights, state,
+        query loss)`, the loss weighted over the steps by `query_weights
+        [steps]` (or None: no query loss, 0). `differentiable` may be a
+        boolean tensor (DA)."""
 
-            def support_loss(adapted, step_state, _, step=step, base=weights):
-                full = put(base, self._inner_indices, adapted)
-                y_pred, step_state, losses = self._forward_at(
-                    full, step_state, task.support_x, step
-                )
-                loss = self.task_loss(task.support_y, y_pred, None, losses)
-                return loss, step_state
-
-            adapted = take(weights, self._inner_indices)
-            grads, state = inner_loop.gradients(support_loss, adapted, state)
-            mask = tf.cast(first_order, grads[0].dtype)
-            grads = [g - mask * (g - tf.stop_gradient(g)) for g in grads]
-            adapted = inner_loop.descend(adapted, grads, self._rates(step))
-            weights = put(weights, self._inner_indices, adapted)
-            if query_weights is not None:
+        def loss_at(x, y_true):
+            def loss(weights, state, step):
                 y_pred, state, losses = self._forward_at(
-                    weights, state, task.query_x, step
+                    weights, state, x, step
                 )
-                loss = self.query_loss(task, y_pred, losses)
-                weight = tf.cast(query_weights[step], loss.dtype)
-                query_loss = query_loss + weight * loss
-        return weights, state, query_loss
+                if y_true is None:
+                    y_loss = self.query_loss(task, y_pred, losses)
+                    weight = tf.gather(query_weights, step)
+                    return tf.cast(weight, y_loss.dtype) * y_loss, state
+                return self.task_loss(y_true, y_pred, None, losses), state
+
+            return loss
+
+        result = inner_loop.gradient_descent(
+            loss_at(task.support_x, task.support_y),
+            weights,
+            state,
+            steps,
+            self._rates,
+            differentiable,
+            recompute=self.recompute and differentiable is not False,
+            adapted=self._inner_indices,
+            step_loss=None
+            if query_weights is None
+            else loss_at(task.query_x, None),
+        )
+        return result if query_weights is not None else (*result, 0.0)
 
     # -- hooks ---------------------------------------------------------------
 
     def adapt_task(self, weights, state, task, steps, differentiable):
         weights, state, _ = self._run(
-            weights, state, task, steps, not differentiable, None
+            weights, state, task, steps, differentiable, None
         )
         # The learner's own batch-norm parameters become the last step's,
         # so that `adapt`'s weights run in a plain copy of the learner.
@@ -222,7 +244,7 @@ class MAMLPlusPlus(PerStepBatchNorm, MetaLearner):
         transductive=True,
     ):
         adapted, new_state, _ = self._run(
-            weights, state, task, steps, not differentiable, None
+            weights, state, task, steps, differentiable, None
         )
         last = max(steps - 1, 0)
         if transductive:
@@ -249,13 +271,13 @@ class MAMLPlusPlus(PerStepBatchNorm, MetaLearner):
             )
         else:
             query_weights = tf.one_hot(steps - 1, steps)
-        first_order = iteration < self.first_order_iterations
+        second_order = iteration >= self.first_order_iterations
         init = [tf.identity(w) for w in weights]
         own = self.meta_variables[len(init) :]
         with tf.GradientTape() as tape:
             tape.watch(init)
             adapted, state, loss = self._run(
-                init, state, task, steps, first_order, query_weights
+                init, state, task, steps, second_order, query_weights
             )
             scaled = self.scale_loss(loss)
         grads = tape.gradient(scaled, init + own)
@@ -288,4 +310,6 @@ class MAMLPlusPlus(PerStepBatchNorm, MetaLearner):
             "multi_step_loss_iterations": self.multi_step_loss_iterations,
             "first_order_iterations": self.first_order_iterations,
             "per_step_batch_norm": self.per_step_batch_norm,
+            "recompute": self.recompute,
+            "head_layers": self.head_layers,
         }

@@ -87,9 +87,10 @@ def numpy_grads(params, x, y):
     return [x.T @ d_hidden, d_hidden.sum(0), hidden.T @ d_out, d_out.sum(0)]
 
 
-def numpy_mamlpp_loss(params, rates, x, y, loss_weights):
+def numpy_mamlpp_loss(params, rates, x, y, loss_weights, adapted=range(4)):
     """Mean over tasks of the weighted query losses after each of the inner
-    steps, rates[i][j] for step i and variable j."""
+    steps, rates[i][j] for step i and variable j; the steps change the
+    variables `adapted` only."""
     losses = []
     for xs, ys, xq, yq in zip(x["support_x"], x["support_y"], x["query_x"], y):
         fast = [p.copy() for p in params]
@@ -97,7 +98,7 @@ def numpy_mamlpp_loss(params, rates, x, y, loss_weights):
         for step, weight in enumerate(loss_weights):
             grads = numpy_grads(fast, xs, ys)
             fast = [
-                f - rates[step][j] * g
+                f - rates[step][j] * g if j in adapted else f
                 for j, (f, g) in enumerate(zip(fast, grads))
             ]
             total += weight * np.mean((numpy_net(fast, xq)[1] - yq) ** 2)
@@ -113,16 +114,27 @@ def regression_tasks(tasks=2, shots=5, queries=4):
 
 
 @pytest.mark.parametrize(
-    "iteration, clock, multi_step",
-    [(0, None, True), (3, None, True), (0, None, False), (0, 3.0, True)],
+    "iteration, clock, multi_step, option",
+    [
+        (0, None, True, {}),
+        (3, None, True, {}),
+        (0, None, False, {}),
+        (0, 3.0, True, {}),
+        # The shared loop's hooks combine MAML++ with the others' options:
+        # rematerialised steps, and ANIL's head-only inner loop.
+        (3, None, True, {"recompute": True}),
+        (3, None, True, {"head_layers": 1}),
+        (0, None, True, {"head_layers": 1, "recompute": True}),
+    ],
 )
 def test_mamlpp_meta_gradient_matches_finite_differences(
-    float64, iteration, clock, multi_step
+    float64, iteration, clock, multi_step, option
 ):
     """Two steps with learned per-step, per-variable rates; the multi-step
     loss is its weighted sum of per-step query losses (weights at the
     iteration reached, or at `schedule_clock` once a callback has set it),
-    or the last step's alone."""
+    or the last step's alone. With `head_layers=1` the steps move only the
+    last Dense layer, and the meta-gradient still reaches the first."""
     x, y = regression_tasks()
     learner = tanh_net()
     model = keras_meta.MAMLPlusPlus(
@@ -132,6 +144,7 @@ def test_mamlpp_meta_gradient_matches_finite_differences(
         multi_step_loss=multi_step,
         multi_step_loss_iterations=4,
         first_order_iterations=0,
+        **option,
     )
     rates = RNG.uniform(0.05, 0.3, size=(2, 4))
     model.inner_lrs.assign(rates)
@@ -151,14 +164,16 @@ def test_mamlpp_meta_gradient_matches_finite_differences(
         )
     else:
         weights = np.array([0.0, 1.0])
+    adapted = [2, 3] if option.get("head_layers") else range(4)
     expected = reference.finite_differences(
-        lambda a: numpy_mamlpp_loss(a[:4], a[4], x, y, weights),
+        lambda a: numpy_mamlpp_loss(a[:4], a[4], x, y, weights, adapted),
         params + [rates],
     )
     variables = [*learner.trainable_variables, model.inner_lrs]
     steps = meta_step(model, x, y, variables)
     for got, want in zip(steps, expected):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-8)
+    assert np.abs(steps[0]).max() > 1e-4  # the first layer's, through steps
 
 
 def test_mamlpp_derivative_order_switches_at_its_iteration(float64):
@@ -264,6 +279,76 @@ def test_mamlpp_each_step_has_its_own_batch_norm(float64):
     np.testing.assert_allclose(
         variance.numpy(), np.mean(expected_var, 0), rtol=1e-7
     )
+
+
+def numpy_per_step_bn_loss(params, x, y, loss_weights, epsilon):
+    """MAML++'s multi-step loss for batch norm on the inputs, then Dense(1):
+    step i normalises with each batch's own moments and its own scale and
+    offset (`params`: kernel, bias, gammas [steps, 3], betas [steps, 3],
+    rates [steps, 4] for gamma, beta, kernel, bias)."""
+    kernel, bias, gammas, betas, rates = params
+
+    def forward(x, w, b, step):
+        normalised = (x - x.mean(0)) / np.sqrt(x.var(0) + epsilon)
+        features = normalised * gammas[step] + betas[step]
+        return features, features @ w + b
+
+    losses = []
+    for xs, ys, xq, yq in zip(x["support_x"], x["support_y"], x["query_x"], y):
+        w, b, total = kernel, bias, 0.0
+        for step, weight in enumerate(loss_weights):
+            features, out = forward(xs, w, b, step)
+            d_out = 2 * (out - ys) / len(xs)
+            w = w - rates[step][2] * features.T @ d_out
+            b = b - rates[step][3] * d_out.sum(0)
+            total += weight * np.mean((forward(xq, w, b, step)[1] - yq) ** 2)
+        losses.append(total)
+    return np.mean(losses)
+
+
+@pytest.mark.parametrize("recompute", [False, True])
+def test_mamlpp_per_step_batch_norm_gradients_match_finite_differences(
+    float64, recompute
+):
+    """The meta-gradient reaches each step's own scale and offset and each
+    step's rates, rematerialised or not (the recomputed step reads the
+    per-step parameters as variables)."""
+    x, y = regression_tasks()
+    learner = keras.Sequential(
+        [
+            keras.Input((3,)),
+            keras_meta.layers.BatchNormalization(),
+            keras.layers.Dense(1),
+        ]
+    )
+    model = keras_meta.MAMLPlusPlus(
+        learner,
+        inner_lr=0.1,
+        inner_steps=2,
+        multi_step_loss_iterations=4,
+        first_order_iterations=0,
+        recompute=recompute,
+    )
+    model.bn_gammas[0].assign(RNG.uniform(0.5, 1.5, (2, 3)))
+    model.bn_betas[0].assign(RNG.normal(0, 0.3, (2, 3)))
+    model.inner_lrs.assign(RNG.uniform(0.05, 0.3, size=(2, 4)))
+    variables = [
+        *learner.layers[1].trainable_variables,
+        model.bn_gammas[0],
+        model.bn_betas[0],
+        model.inner_lrs,
+    ]
+    params = [v.numpy().copy() for v in variables]
+    expected = reference.finite_differences(
+        lambda p: numpy_per_step_bn_loss(
+            p, x, y, [0.5, 0.5], learner.layers[0].epsilon
+        ),
+        params,
+    )
+    steps = meta_step(model, x, y, variables)
+    for got, want in zip(steps, expected):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-8)
+    assert np.abs(steps[2]).max() > 1e-4  # the per-step scales learn
 
 
 def conv_episodes(tasks=2, ways=3):

@@ -146,5 +146,7 @@ def test_a_new_algorithm_and_option_reach_the_command_line(tmp_path):
     assert config["options"]["inner_lr"] == 0.3
     refused = toy("--head_layers=2", "--print_config")
     assert refused.returncode == 2
-    expected = "--head_layers applies to train.anil and train.boil only"
+    expected = (
+        "--head_layers applies to train.anil, train.boil and train.mamlpp only"
+    )
     assert expected in refused.stderr

@@ -32,7 +32,10 @@ FLAGS = run_flags.FLAGS
 
 def not_for(flag, owners, algorithm):
     """The error for a flag given to a script it does not apply to."""
-    scripts = " and ".join(f"train.{o}" for o in owners)
+    scripts = [f"train.{o}" for o in owners]
+    if len(scripts) > 1:
+        scripts = [", ".join(scripts[:-1]), scripts[-1]]
+    scripts = " and ".join(scripts)
     return f"--{flag} applies to {scripts} only, not train.{algorithm}."
 
 
