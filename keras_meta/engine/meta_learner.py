@@ -16,18 +16,8 @@ algorithm:
 - `predict_task(weights, state, task, steps, ...)`: how an adapted task
   predicts its queries. Default: `adapt_task`, then the learner.
 
-Writing one: first-order MAML in full.
-
-```python
-class FirstOrderMAML(keras_meta.MetaLearner):
-    second_order = False  # the inner steps are constants to the outer tape
-
-    def adapt_task(self, weights, state, task, steps, differentiable):
-        return keras_meta.inner_loop.gradient_descent(
-            self.support_loss(task), weights, state, steps, self.inner_lr,
-            differentiable,
-        )
-```
+Writing one (first-order MAML in ten lines): README.md, "Writing a new
+meta-learner".
 
 Weights are lists of tensors aligned with `learner.trainable_variables`
 ("fast weights"), state with `learner.non_trainable_variables`; `forward`,
@@ -44,12 +34,12 @@ import keras
 import tensorflow as tf
 
 from keras_meta import compat, config, inner_loop
-from keras_meta.checks import check_count, check_learner, check_rate
+from keras_meta.checks import check_learner, check_rate
 from keras_meta.engine import distribute, serving
 from keras_meta.engine.inputs import EpisodeInputs
 from keras_meta.engine.learner_calls import LearnerCalls
-from keras_meta.engine.settings import Settings, check_bn_mode
-from keras_meta.engine.single_task import SingleTask
+from keras_meta.engine.predictions import Predictions
+from keras_meta.engine.settings import Settings
 from keras_meta.engine.tasks import (
     Task,
     TaskUpdate,
@@ -68,7 +58,7 @@ class MetaLearner(
     distribute.KerasIssue20585,
     EpisodeInputs,
     LearnerCalls,
-    SingleTask,
+    Predictions,
     serving.Saving,
     Settings,
     keras.Model,
@@ -250,79 +240,6 @@ class MetaLearner(
 
     # -- Keras steps --------------------------------------------------------
 
-    def prediction_spec(self, query_x):
-        """`tf.TensorSpec` of one task's query predictions, for query
-        inputs `query_x [T, Q, ...]`."""
-        spec = self.learner.compute_output_spec(
-            keras.KerasTensor(query_x.shape[1:], dtype=query_x.dtype)
-        )
-        return tf.TensorSpec(spec.shape, spec.dtype)
-
-    def _own_pool(self):
-        """Whether a Keras step may run its tasks on a thread pool of their
-        own (`engine.tasks.map_tasks`): not under XLA (`jit_compile`) nor
-        `tf.distribute`, where a `tf.data` map cannot run."""
-        return not self.jit_compile and not tf.distribute.has_strategy()
-
-    def _adapted(self, episode, steps, transductive, own_pool=False):
-        weights, state = self.weights_and_state()
-
-        def one_task(task):
-            return self.predict_task(
-                weights, state, task, steps, transductive=transductive
-            )[0]
-
-        spec = self.prediction_spec(episode.query_x)
-        if self.vectorize_tasks:
-            return ungroup(
-                map_task_groups(
-                    lambda group: tf.vectorized_map(
-                        lambda fields: one_task(Task(**fields)), group
-                    ),
-                    episode,
-                    tf.TensorSpec([None, *spec.shape], spec.dtype),
-                    most=self.tasks_per_group,
-                )
-            )
-        return map_tasks(one_task, episode, spec, own_pool=own_pool)
-
-    def _evaluated(self, episode):
-        """A Keras step's adapted predictions: `eval_inner_steps`, the
-        model's `bn_mode`, on the tasks' own pool when allowed."""
-        return self._adapted(
-            episode,
-            self.eval_inner_steps,
-            self.bn_mode == "transductive",
-            own_pool=self._own_pool(),
-        )
-
-    def adapted_predictions(self, x, steps=None, bn_mode=None):
-        """Adapted query predictions `[T, Q, ...]` of the episode dict `x`,
-        with `steps` inner steps (default `eval_inner_steps`) and batch-norm
-        `bn_mode` (default the model's); changes nothing on the model."""
-        steps = self.eval_inner_steps if steps is None else steps
-        bn_mode = check_bn_mode(bn_mode or self.bn_mode)
-        return self._adapted(
-            self.episode(x),
-            check_count(steps, "steps"),
-            bn_mode == "transductive",
-        )
-
-    def call(self, inputs, training=None):
-        """Adapted query predictions `[T, Q, ...]` of each task of
-        `inputs`, with `inner_steps` when `training`, else
-        `eval_inner_steps`."""
-        if training:
-            return self._adapted(self.episode(inputs), self.inner_steps, True)
-        return self.adapted_predictions(inputs)
-
-    def compute_output_spec(self, inputs, training=None):
-        query_x = inputs["query_x"]
-        spec = self.prediction_spec(query_x)
-        return keras.KerasTensor(
-            (query_x.shape[0], *spec.shape), dtype=spec.dtype.name
-        )
-
     def train_step(self, data):
         """One meta-update over the T tasks of a meta-batch: the mean over
         tasks of `task_update`, through `meta_gradients`, to the optimizer."""
@@ -441,8 +358,3 @@ class MetaLearner(
         y_pred = self._evaluated(episode)
         loss = self.task_loss(episode.query_y, y_pred, episode.sample_weight)
         return self._update_metrics(episode, y_pred, loss)
-
-    def predict_step(self, data):
-        """Adapted query predictions `[T, Q, ...]`."""
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self._evaluated(self.episode(x))
