@@ -104,7 +104,9 @@ def build(
                 learner, 0.001, k, inner_optimizer="adam"
             ),
             "metasgd": lambda: keras_meta.MetaSGD(learner, 0.4, steps),
-            "mamlpp": lambda: keras_meta.MAMLPlusPlus(learner, 0.4, steps),
+            "mamlpp": lambda: keras_meta.MAMLPlusPlus(
+                learner, 0.4, steps, recompute=recompute is True
+            ),
             # The paper's Omniglot settings but the steps (16 there).
             "imaml": lambda: keras_meta.IMAML(learner, 0.1, steps),
         }[algorithm]()
@@ -210,7 +212,7 @@ def measure(
         "first_iterations_seconds": total - sum(times[warmup:]),
         "inner_steps": inner_steps
         or config[7 if algorithm != "reptile" else 8],
-        "recompute": algorithm == "maml"
+        "recompute": algorithm in ("maml", "mamlpp")
         and (
             model.recompute is True
             or (model.recompute == "auto" and model.inner_steps > 1)
@@ -287,6 +289,8 @@ def run_child(algorithm, config_name, args, extra=()):
             args.tasks_per_group,
             "--batch_norm",
             args.batch_norm,
+            "--recompute",
+            args.recompute,
             *extra,
         ],
         f"{algorithm} on {config_name}",
@@ -431,7 +435,8 @@ def main():
         "--recompute",
         default="auto",
         choices=("auto", "true", "false"),
-        help=argparse.SUPPRESS,
+        help="MAML's and MAML++'s recompute option (auto: each one's "
+        "default, MAML's recomputes beyond one inner step, MAML++'s never)",
     )
     parser.add_argument(
         "--dtype_policy",
