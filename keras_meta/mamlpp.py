@@ -161,14 +161,9 @@ class MAMLPlusPlus(PerStepBatchNorm, MetaLearner):
         self.schedule_clock.assign(-1.0)
 
     @property
-    def meta_variables(self):
-        own = [self.inner_lrs] if self.learned_rates else []
-        return [
-            *self.learner.trainable_variables,
-            *own,
-            *self.bn_gammas,
-            *self.bn_betas,
-        ]
+    def own_meta_variables(self):
+        rates = [self.inner_lrs] if self.learned_rates else []
+        return [*rates, *self.bn_gammas, *self.bn_betas]
 
     @property
     def state_variables(self):
@@ -273,7 +268,7 @@ class MAMLPlusPlus(PerStepBatchNorm, MetaLearner):
             query_weights = tf.one_hot(steps - 1, steps)
         second_order = iteration >= self.first_order_iterations
         init = [tf.identity(w) for w in weights]
-        own = self.meta_variables[len(init) :]
+        own = self.own_meta_variables
         with tf.GradientTape() as tape:
             tape.watch(init)
             adapted, state, loss = self._run(

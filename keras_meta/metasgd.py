@@ -63,8 +63,8 @@ class MetaSGD(MetaLearner):
         return not self.first_order
 
     @property
-    def meta_variables(self):
-        return list(self.learner.trainable_variables) + self.inner_lrs
+    def own_meta_variables(self):
+        return list(self.inner_lrs)
 
     def adapt_task(self, weights, state, task, steps, differentiable):
         rates = [tf.convert_to_tensor(r) for r in self.inner_lrs]

@@ -22,7 +22,7 @@ class PerStepBatchNorm:
     `init_per_step_batch_norm` (from `__init__`, after the engine's) makes,
     for every batch-norm layer `l` of the learner, `[inner_steps, ...]`
     copies: `bn_gammas[l]`, `bn_betas[l]` (meta-learned; list them in
-    `meta_variables`) and `bn_means[l]`, `bn_variances[l]` (running
+    `own_meta_variables`) and `bn_means[l]`, `bn_variances[l]` (running
     statistics; name them in `state_variables` beside the learner's own).
     `_forward_at` then runs the learner as at inner step `step`; steps past
     `inner_steps - 1` reuse the last step's copies.

@@ -129,9 +129,15 @@ class MetaLearner(
 
     @property
     def meta_variables(self):
-        """The variables the meta-update trains: the learner's, then the
-        algorithm's own (for example Meta-SGD's learned rates)."""
-        return list(self.learner.trainable_variables)
+        """The variables the meta-update trains: the learner's, then
+        `own_meta_variables`."""
+        return [*self.learner.trainable_variables, *self.own_meta_variables]
+
+    @property
+    def own_meta_variables(self):
+        """The algorithm's own meta-trained variables, after the learner's
+        in `meta_variables` (Meta-SGD's learned rates); none by default."""
+        return []
 
     @property
     def state_variables(self):
@@ -179,7 +185,7 @@ class MetaLearner(
         `inner_steps` steps with respect to `meta_variables`, through the
         steps when `second_order` (MAML), or not (first-order MAML)."""
         init = [tf.identity(w) for w in weights]  # watchable in the loop
-        own = self.meta_variables[len(init) :]
+        own = self.own_meta_variables
         with tf.GradientTape() as tape:
             tape.watch(init)
             loss, y_pred, state = self._query_objective(init, state, task)
@@ -204,7 +210,7 @@ class MetaLearner(
         mean of their gradients), their losses `[k]`, predictions `[k, Q,
         ...]` and states `[k, ...]`."""
         init = [tf.identity(w) for w in weights]
-        own = self.meta_variables[len(init) :]
+        own = self.own_meta_variables
         with tf.GradientTape() as tape:
             tape.watch(init)
             losses, y_pred, states = tf.vectorized_map(
