@@ -210,7 +210,7 @@ class MAMLPlusPlus(PerStepBatchNorm, MetaLearner):
             steps,
             self._rates,
             differentiable,
-            recompute=self.recompute and differentiable is not False,
+            recompute=self.recompute,
             adapted=self._inner_indices,
             step_loss=None
             if query_weights is None
