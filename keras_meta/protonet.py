@@ -98,6 +98,48 @@ class PrototypeLearner(MetaLearner):
         )
         return kernel, bias, present, state
 
+    def fine_tuned_head(
+        self,
+        weights,
+        state,
+        task,
+        steps,
+        differentiable=False,
+        adapted=None,
+        learning_rate=None,
+    ):
+        """The prototype head of `task`, then `steps` gradient steps on the
+        support loss of it and the learner weights at `adapted` (indices;
+        default all), of `learning_rate` (default `inner_lr`): Proto-MAML's
+        inner loop, and the analyses' freezing ablation.
+
+        Returns:
+            `(weights, kernel [d, ways], bias [ways], present [ways], state)`.
+        """
+        kernel, bias, present, state = self.head_of(weights, state, task)
+        count = len(weights)
+        if adapted is not None:  # and always the head
+            adapted = [*adapted, count, count + 1]
+
+        def loss(all_weights, state, step):
+            z, state, losses = self.forward(
+                all_weights[:count], state, task.support_x
+            )
+            logits = masked_logits(flat(z), *all_weights[count:], present)
+            return self.task_loss(task.support_y, logits, None, losses), state
+
+        moved, state = inner_loop.gradient_descent(
+            loss,
+            [*weights, kernel, bias],
+            state,
+            check_count(steps, "steps"),
+            self.inner_lr if learning_rate is None else learning_rate,
+            differentiable,
+            adapted=adapted,
+        )
+        kernel, bias = moved[count:]
+        return moved[:count], kernel, bias, present, state
+
     def adapted_learner(self, support_x, support_y, steps=None):
         """A Keras classifier for ONE task: the adapted embedding learner
         and a linear head of its (adapted) prototype head, so that its
@@ -233,26 +275,7 @@ class ProtoMAML(PrototypeLearner):
     def adapted_head(self, weights, state, task, steps, differentiable=False):
         """`steps` inner steps on the embedding and the prototype head:
         `(weights, kernel, bias, present, state)`."""
-        kernel, bias, present, state = self.head_of(weights, state, task)
-        count = len(weights)
-
-        def loss(all_weights, state, step):
-            z, state, losses = self.forward(
-                all_weights[:count], state, task.support_x
-            )
-            logits = masked_logits(flat(z), *all_weights[count:], present)
-            return self.task_loss(task.support_y, logits, None, losses), state
-
-        adapted, state = inner_loop.gradient_descent(
-            loss,
-            [*weights, kernel, bias],
-            state,
-            check_count(steps, "steps"),
-            self.inner_lr,
-            differentiable,
-        )
-        kernel, bias = adapted[count:]
-        return adapted[:count], kernel, bias, present, state
+        return self.fine_tuned_head(weights, state, task, steps, differentiable)
 
     def adapt_task(self, weights, state, task, steps, differentiable):
         weights, _, _, _, state = self.adapted_head(

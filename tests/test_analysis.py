@@ -174,3 +174,137 @@ def test_update_directions_match_their_closed_forms(float64):
     got = result["cosines"]["pretrain|maml"]
     assert got["mean"] == pytest.approx(cosines.mean())
     assert got["ci95"] == pytest.approx(1.96 * cosines.std() / np.sqrt(tasks))
+
+
+def prototype_tasks(tasks=6, ways=3, shots=2, queries=4, dim=4):
+    """Random linearly-embedded tasks, as one episode batch."""
+    rng = np.random.default_rng(1)
+    support_y = np.tile(np.repeat(np.arange(ways), shots), (tasks, 1))
+    query_y = np.tile(np.repeat(np.arange(ways), queries), (tasks, 1))
+    centres = rng.normal(size=(tasks, ways, dim))
+    support_x = centres[np.arange(tasks)[:, None], support_y]
+    query_x = centres[np.arange(tasks)[:, None], query_y]
+    support_x = support_x + 1.5 * rng.normal(size=support_x.shape)
+    query_x = query_x + 1.5 * rng.normal(size=query_x.shape)
+    x = {
+        "support_x": support_x.astype("float32"),
+        "support_y": support_y,
+        "query_x": query_x.astype("float32"),
+    }
+    return tf.data.Dataset.from_tensors((x, query_y)), x, query_y
+
+
+def linear_proto_maml(inner_lr, algorithm="ProtoMAML"):
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input((4,))
+    learner = keras.Model(inputs, keras.layers.Dense(3, name="embed")(inputs))
+    if algorithm == "ProtoNet":
+        model = keras_meta.ProtoNet(learner, ways=3)
+    else:
+        model = keras_meta.ProtoMAML(learner, ways=3, inner_lr=inner_lr)
+    model.compile(
+        optimizer="sgd",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    return model
+
+
+def numpy_prototype_step(w, b, sx, sy, lr, body):
+    """One SGD step of Proto-MAML's inner loop on a linear embedding
+    `z = x w + b`, from the prototype head (kernel `2 c_k`, bias
+    `-|c_k|^2`); the body moves too if `body`. Returns (w, b, kernel,
+    head bias)."""
+    z = sx @ w + b
+    prototypes = np.stack([z[sy == k].mean(axis=0) for k in range(3)])
+    kernel, head_bias = 2 * prototypes.T, -np.sum(prototypes**2, axis=1)
+    g = reference.cross_entropy_logit_gradient(z @ kernel + head_bias, sy)
+    dz = g @ kernel.T
+    if body:
+        w, b = w - lr * sx.T @ dz, b - lr * dz.sum(axis=0)
+    return w, b, kernel - lr * z.T @ g, head_bias - lr * g.sum(axis=0)
+
+
+def test_prototype_ablation_rows_match_numpy():
+    """Proto-MAML's freezing ablation on a linear embedding: adapt the
+    embedding and the prototype head, the prototype head alone, or nothing
+    (ProtoNet's nearest prototype), each against numpy."""
+    lr = 2.0
+    model = linear_proto_maml(lr)
+    episodes, x, query_y = prototype_tasks()
+    w, b = (v.numpy().astype(np.float64) for v in model.learner.weights)
+    expected = {"embed": [], "prototype head": [], "none": []}
+    for t in range(len(query_y)):
+        sx, sy = x["support_x"][t].astype(np.float64), x["support_y"][t]
+        qx, qy = x["query_x"][t].astype(np.float64), query_y[t]
+        for row, body in (("embed", True), ("prototype head", False)):
+            w1, b1, kernel, head_bias = numpy_prototype_step(
+                w, b, sx, sy, lr, body
+            )
+            logits = (qx @ w1 + b1) @ kernel + head_bias
+            expected[row].append(np.mean(logits.argmax(axis=1) == qy))
+        z, q = sx @ w + b, qx @ w + b
+        prototypes = np.stack([z[sy == k].mean(axis=0) for k in range(3)])
+        distance = ((q[:, None] - prototypes[None]) ** 2).sum(axis=2)
+        expected["none"].append(np.mean(distance.argmin(axis=1) == qy))
+    # The rows differ, so that the test tells them apart.
+    means = {row: np.mean(v) for row, v in expected.items()}
+    assert len(set(means.values())) == 3, means
+    rows = keras_meta.analysis.freezing_ablation(
+        model, episodes, num_tasks=len(query_y), steps=1
+    )
+    assert [r["adapted_from"] for r in rows] == list(expected)
+    for row in rows:
+        assert row["accuracy"] == pytest.approx(means[row["adapted_from"]])
+    (head_only,) = keras_meta.analysis.head_only_accuracy(
+        model, episodes, num_tasks=len(query_y), steps=[1]
+    )
+    assert head_only["accuracy"] == pytest.approx(means["prototype head"])
+
+
+def test_prototype_fine_tuned_head_matches_numpy():
+    lr = 0.7
+    model = linear_proto_maml(lr)
+    _, x, query_y = prototype_tasks(tasks=1)
+    task = keras_meta.engine.Task(
+        x["support_x"][0], x["support_y"][0], x["query_x"][0]
+    )
+    weights, state = model.weights_and_state()
+    w, b = (v.numpy().astype(np.float64) for v in weights)
+    sx, sy = x["support_x"][0].astype(np.float64), x["support_y"][0]
+    for adapted, body in ((None, True), ([], False), ([1], "bias")):
+        moved, kernel, head_bias, present, _ = model.fine_tuned_head(
+            weights, state, task, 1, adapted=adapted
+        )
+        w1, b1, kernel1, head_bias1 = numpy_prototype_step(
+            w, b, sx, sy, lr, bool(body)
+        )
+        if body == "bias":
+            w1 = w  # only the embedding's bias moves
+        np.testing.assert_allclose(moved[0], w1, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(moved[1], b1, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(kernel, kernel1, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(head_bias, head_bias1, rtol=1e-4, atol=1e-5)
+        assert np.all(present)
+
+
+def test_nil_head_reads_a_protonet_embedding():
+    """ProtoNet's NIL head: cosine similarity of the embeddings (the whole
+    learner), against numpy."""
+    model = linear_proto_maml(None, "ProtoNet")
+    episodes, x, query_y = prototype_tasks()
+    w, b = (v.numpy().astype(np.float64) for v in model.learner.weights)
+    scores = []
+    for t in range(len(query_y)):
+        z = x["support_x"][t] @ w + b
+        q = x["query_x"][t] @ w + b
+        z /= np.linalg.norm(z, axis=1, keepdims=True)
+        q /= np.linalg.norm(q, axis=1, keepdims=True)
+        sy = x["support_y"][t]
+        per_class = np.stack(
+            [(q @ z[sy == k].T).mean(axis=1) for k in range(3)], axis=1
+        )
+        scores.append(np.mean(per_class.argmax(axis=1) == query_y[t]))
+    result = keras_meta.analysis.nil_accuracy(
+        model, episodes, num_tasks=len(query_y)
+    )
+    np.testing.assert_allclose(result["task_accuracies"], scores)

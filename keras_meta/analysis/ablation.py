@@ -9,6 +9,7 @@ from keras_meta.analysis.single_tasks import single_tasks, weighted_layers
 from keras_meta.engine import Task
 from keras_meta.evaluation import ci95
 from keras_meta.learner_parts import LearnerSplit, put, take
+from keras_meta.protonet import masked_logits
 
 
 def _layer_of_variable(learner, layers):
@@ -25,15 +26,34 @@ def _layer_of_variable(learner, layers):
     return [layer_of[i] for i in range(len(position))]
 
 
-def _subset_scores(model, tasks, adapt, steps, learning_rate):
-    """Per-task query accuracy when the inner loop adapts only the learner
-    variables at positions `adapt` (SGD, `steps` steps of `learning_rate`)."""
-    weights, state = model.weights_and_state()
-    steps = steps if adapt else 0
+def _has_prototype_head(model):
+    """ProtoNet and Proto-MAML: an embedding learner whose head is the
+    task's prototype classifier, not a layer."""
+    return hasattr(model, "fine_tuned_head")
 
-    @tf.function(reduce_retracing=True)
-    def score(support_x, support_y, query_x, query_y):
-        support_loss = model.support_loss(Task(support_x, support_y, query_x))
+
+def _subset_scores(model, tasks, adapt, steps, learning_rate, head=True):
+    """Per-task query accuracy when the inner loop adapts only the learner
+    variables at positions `adapt` (SGD, `steps` steps of `learning_rate`);
+    for a prototype-head model, also its prototype head if `head`."""
+    weights, state = model.weights_and_state()
+    prototypes = _has_prototype_head(model)
+    steps = steps if adapt or (prototypes and head) else 0
+
+    def prototype_logits(task):
+        moved, kernel, bias, present, task_state = model.fine_tuned_head(
+            weights,
+            state,
+            task,
+            steps,
+            adapted=adapt,
+            learning_rate=learning_rate,
+        )
+        query, _ = model.embed(moved, task_state, task.query_x)
+        return masked_logits(query, kernel, bias, present)
+
+    def classifier_logits(task):
+        support_loss = model.support_loss(task)
 
         def subset_loss(subset, task_state, step):
             return support_loss(put(weights, adapt, subset), task_state, step)
@@ -47,8 +67,15 @@ def _subset_scores(model, tasks, adapt, steps, learning_rate):
             differentiable=False,
         )
         logits, _, _ = model.forward(
-            put(weights, adapt, subset), state, query_x
+            put(weights, adapt, subset), state, task.query_x
         )
+        return logits
+
+    logits_of = prototype_logits if prototypes else classifier_logits
+
+    @tf.function(reduce_retracing=True)
+    def score(support_x, support_y, query_x, query_y):
+        logits = logits_of(Task(support_x, support_y, query_x))
         hits = tf.equal(tf.argmax(logits, axis=-1), tf.cast(query_y, tf.int64))
         return tf.reduce_mean(tf.cast(hits, tf.float32))
 
@@ -66,6 +93,8 @@ def freezing_ablation(
     `inner_lr`); the last row but one adapts only the head, ANIL-style, and
     the last (`"none"`) adapts nothing. Batch-norm layers follow the layer
     they normalise. Raghu et al.'s Table 1 freezes layers 1..i the same way.
+    For ProtoNet and Proto-MAML the head is the task's prototype classifier,
+    adapted in every row but the last (`"prototype head"` adapts it alone).
 
     Returns:
         A list of dicts `{"adapted_from": layer name or "none",
@@ -74,18 +103,20 @@ def freezing_ablation(
     """
     layers = weighted_layers(model.learner)
     layer_of = _layer_of_variable(model.learner, layers)
+    names = [layer.name for layer in layers]
+    if _has_prototype_head(model):
+        names.append("prototype head")
     steps = model.eval_inner_steps if steps is None else steps
     rate = model.inner_lr if learning_rate is None else learning_rate
     tasks = list(single_tasks(episodes, num_tasks))
     rows = []
-    for first in range(len(layers) + 1):
+    for first in range(len(names) + 1):
         adapt = [i for i, layer in enumerate(layer_of) if layer >= first]
-        scores = _subset_scores(model, tasks, adapt, steps, rate)
+        head = first < len(names)
+        scores = _subset_scores(model, tasks, adapt, steps, rate, head)
         rows.append(
             {
-                "adapted_from": (
-                    layers[first].name if first < len(layers) else "none"
-                ),
+                "adapted_from": names[first] if head else "none",
                 "frozen": first,
                 "accuracy": float(scores.mean()),
                 "ci95": ci95(scores),
@@ -98,8 +129,9 @@ def head_only_accuracy(
     model, episodes, num_tasks=100, steps=(None,), learning_rates=(None,)
 ):
     """Test accuracy when the inner loop adapts only the head (the last
-    weighted layer), for every pair of `steps` and `learning_rates` (None:
-    the model's own `eval_inner_steps` / `inner_lr`).
+    weighted layer; ProtoNet's and Proto-MAML's prototype head), for every
+    pair of `steps` and `learning_rates` (None: the model's own
+    `eval_inner_steps` / `inner_lr`).
 
     Returns:
         A list of dicts `{"steps", "learning_rate", "accuracy", "ci95"}`.
@@ -107,6 +139,8 @@ def head_only_accuracy(
     layers = weighted_layers(model.learner)
     layer_of = _layer_of_variable(model.learner, layers)
     head = [i for i, layer in enumerate(layer_of) if layer == len(layers) - 1]
+    if _has_prototype_head(model):
+        head = []  # the prototype head alone
     tasks = list(single_tasks(episodes, num_tasks))
     rows = []
     for k in steps:
@@ -128,23 +162,25 @@ def head_only_accuracy(
 def nil_accuracy(model, episodes, num_tasks=100):
     """The NIL head: no inner loop at test time.
 
-    Support and query images go through the body (all layers but the last);
-    each query is assigned the class whose support features have the highest
-    mean cosine similarity to its own.
+    Support and query images go through the body (all layers but the last;
+    an embedding learner's whole, for ProtoNet and Proto-MAML); each query
+    is assigned the class whose support features have the highest mean
+    cosine similarity to its own.
 
     Returns:
         `{"accuracy": mean, "ci95": 95% interval, "num_tasks": n,
         "task_accuracies": [n]}` (each task's, in the episodes' order).
     """
-    split = LearnerSplit(model.learner, 1)
     weights, state = model.weights_and_state()
-    body_weights = take(weights, split.body_trainable)
-    body_state = take(state["learner"], split.body_non_trainable)
+    body, body_weights, body_state = model.learner, weights, state["learner"]
+    if not _has_prototype_head(model):
+        split = LearnerSplit(model.learner, 1)
+        body = split.body
+        body_weights = take(weights, split.body_trainable)
+        body_state = take(body_state, split.body_non_trainable)
 
     def features(x):
-        out, _ = split.body.stateless_call(
-            body_weights, body_state, x, training=True
-        )
+        out, _ = body.stateless_call(body_weights, body_state, x, training=True)
         out = np.asarray(out).reshape(len(out), -1)
         return out / np.maximum(
             np.linalg.norm(out, axis=1, keepdims=True), 1e-12

@@ -14,6 +14,10 @@ train.analyze`) asks it of a trained run, in the form of Raghu et al.
   `--snapshots` along the run (from `--keep_snapshots`);
 - the update directions at the learned initialisation (norms, cosines).
 
+Every model trained here takes it; for ProtoNet and Proto-MAML the head is
+the task's prototype classifier (adapted by the inner loop as Proto-MAML's
+is), the NIL head reads the embedding, and there are no update directions.
+
 Writes analysis.json and PNG charts to the run folder (or --output_dir).
 """
 
@@ -217,12 +221,15 @@ def analyze(run_dir, out_dir):
     if config.dataset == "sinusoid":
         raise ValueError("The analyses need a classification run.")
     model = keras.models.load_model(run_dir / "model.keras")
-    if not getattr(model, "fixed_ways", True):
-        raise ValueError(
-            f"{type(model).__name__}'s learner is an embedding without a "
-            "classifier head; the layer analyses (freezing, head-only, NIL) "
-            "split a learner into body and head and do not take it yet."
+    # The update directions are those of a classifier's loss; ProtoNet's
+    # and Proto-MAML's head is made per task from the prototypes.
+    directions_steps = FLAGS.directions_steps
+    if directions_steps and not getattr(model, "fixed_ways", True):
+        print(
+            f"{type(model).__name__}: no update directions (its head is the "
+            "task's prototypes, not a meta-learned layer)."
         )
+        directions_steps = 0
     tasks = FLAGS.tasks
     # One stream, read from its start by each analysis: the same tasks.
     test = datasets.make_data(config, "test")
@@ -254,9 +261,9 @@ def analyze(run_dir, out_dir):
         ),
         "directions": (
             keras_meta.analysis.update_directions(
-                model, test, tasks, FLAGS.directions_steps
+                model, test, tasks, directions_steps
             )
-            if FLAGS.directions_steps
+            if directions_steps
             else None
         ),
     }
