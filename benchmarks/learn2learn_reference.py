@@ -9,18 +9,23 @@ the task's support and query images, evaluates the query loss (as
 learn2learn's Reptile example reports it), then moves the initialisation by
 the mean of `phi - W` through the same Adam meta-optimizer (as
 `throughput.py` does).
+BOIL is learn2learn's ANIL example turned round (MAML wraps the body; the
+head stays out of the inner loop); ProtoNet follows its
+`examples/vision/protonet_miniimagenet.py` (one pass of the embedding over
+support and query, prototypes as class means, minus squared distances as
+logits).
 
 It is not part of the library and never imported by it: run it with its own
 interpreter, in a virtual environment of its own, e.g.
 
     python -m venv ../l2l-env
     ../l2l-env/bin/pip install torch==2.13.0 cython numpy
-    ../l2l-env/bin/pip download --no-deps --no-binary :all: \
-        learn2learn==0.2.0 -d ../l2l-src
+    ../l2l-env/bin/pip download --no-deps --no-binary learn2learn \
+        --no-build-isolation learn2learn==0.2.0 -d ../l2l-src
     # Its sdist ships C files too old for Python 3.11: unpack it, run
     # `cython -3 learn2learn/data/*.pyx` inside, then from there
-    # `../l2l-env/bin/pip install --no-build-isolation .` (and put back
-    # torch==2.13.0 if pip replaced it).
+    # `../l2l-env/bin/pip install --no-build-isolation --no-deps .`
+    # (`--no-binary :all:` would build every build dependency from source).
     ../l2l-env/bin/python benchmarks/learn2learn_reference.py --runs 2
 
 Only `learn2learn.algorithms.MAML` is loaded (its package `__init__` imports
@@ -42,7 +47,15 @@ import types
 # only the standard library, so this interpreter can import it).
 from throughput import CONFIGS, run_reference, timing_figures
 
-ALGORITHMS = ("maml", "fomaml", "anil", "reptile", "metasgd")
+ALGORITHMS = (
+    "maml",
+    "fomaml",
+    "anil",
+    "reptile",
+    "metasgd",
+    "boil",
+    "protonet",
+)
 
 
 def load_class(module="maml", name="MAML"):
@@ -133,6 +146,17 @@ def measure(algorithm, config_name, warmup, iterations):
     elif algorithm == "anil":
         meta = MAML(head, lr=0.4)
         parameters = list(features.parameters()) + list(meta.parameters())
+    elif algorithm == "boil":
+        # ANIL's example turned round: MAML wraps the body, the head stays
+        # out of the inner loop (BOIL's classifier step of 0) and is
+        # meta-trained by the outer loop alone.
+        meta = MAML(features, lr=0.5)
+        parameters = list(meta.parameters()) + list(head.parameters())
+    elif algorithm == "protonet":
+        # learn2learn's examples/vision/protonet_miniimagenet.py: the
+        # embedding alone, one forward pass over support and query.
+        meta = features
+        parameters = meta.parameters()
     else:
         meta = nn.Sequential(features, head)
         parameters = meta.parameters()
@@ -156,6 +180,24 @@ def measure(algorithm, config_name, warmup, iterations):
                     loss_fn(fast(query_x[t]), query_y)
                 for p, w in zip(meta.parameters(), fast.parameters()):
                     p.grad.add_((p.data - w.data) / tasks)
+        elif algorithm == "protonet":
+            for t in range(tasks):
+                embeddings = meta(torch.cat([support_x[t], query_x[t]]))
+                support = embeddings[: ways * shots]
+                query = embeddings[ways * shots :]
+                prototypes = support.reshape(ways, shots, -1).mean(dim=1)
+                logits = -(
+                    (query.unsqueeze(1) - prototypes.unsqueeze(0)) ** 2
+                ).sum(dim=2)
+                (loss_fn(logits, query_y) / tasks).backward()
+        elif algorithm == "boil":
+            for t in range(tasks):
+                learner = meta.clone()
+                for _ in range(steps):
+                    learner.adapt(
+                        loss_fn(head(learner(support_x[t])), support_y)
+                    )
+                (loss_fn(head(learner(query_x[t])), query_y) / tasks).backward()
         else:
             for t in range(tasks):
                 learner = meta.clone()

@@ -52,6 +52,8 @@ ALGORITHMS = (
     "pretrain",
     "metasgd",
     "mamlpp",
+    "boil",
+    "protonet",
 )
 REFERENCE_SCRIPT = os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "learn2learn_reference.py"
@@ -84,8 +86,9 @@ def build(
 
     ways, shots, queries, tasks, shape, filters, pooling, steps, k = config
     steps = inner_steps or steps
-    # Pretrain classifies 64 training classes; the meta-learners N ways.
-    outputs = 64 if algorithm == "pretrain" else ways
+    # Pretrain classifies 64 training classes, ProtoNet embeds (no head),
+    # the meta-learners give N logits.
+    outputs = {"pretrain": 64, "protonet": None}.get(algorithm, ways)
     learner = keras_meta.models.conv4(outputs, shape, filters, pooling)
     if batch_norm == "keras":
         learner = with_keras_batch_norm(learner)
@@ -109,6 +112,9 @@ def build(
             ),
             # The paper's Omniglot settings but the steps (16 there).
             "imaml": lambda: keras_meta.IMAML(learner, 0.1, steps),
+            # The authors' body step (0.5), the head frozen in the inner loop.
+            "boil": lambda: keras_meta.BOIL(learner, 0.5, steps),
+            "protonet": lambda: keras_meta.ProtoNet(learner, ways=ways),
         }[algorithm]()
     model.compile(
         optimizer="adam",
