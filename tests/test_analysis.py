@@ -1,5 +1,7 @@
 """Similarity measures against independent facts, and the analysis tools."""
 
+import json
+
 import keras
 import numpy as np
 import numpy_reference as reference
@@ -308,3 +310,68 @@ def test_nil_head_reads_a_protonet_embedding():
         model, episodes, num_tasks=len(query_y)
     )
     np.testing.assert_allclose(result["task_accuracies"], scores)
+
+
+def fake_analysis(folder, algorithm, cka, accuracies, nil):
+    """An analysis.json with the given per-layer CKA and freezing rows."""
+    folder.mkdir(parents=True)
+    names = list(cka) if "head" in cka else [*cka, "prototype head"]
+    rows = [
+        {"adapted_from": name, "frozen": i, "accuracy": a}
+        for i, (name, a) in enumerate(zip([*names, "none"], accuracies))
+    ]
+    result = {
+        "algorithm": algorithm,
+        "inner_steps": 3,
+        "similarity": [{"layer": k, "cka": v} for k, v in cka.items()],
+        "freezing": {"1": rows[::-1], "3": rows},  # the model's own steps
+        "nil": {"accuracy": nil},
+    }
+    (folder / "analysis.json").write_text(json.dumps(result))
+    return folder
+
+
+def test_side_by_side_averages_runs_and_picks_the_rows(tmp_path):
+    from keras_meta.cli import side_by_side
+
+    blocks = [f"block{i}_conv" for i in range(1, 5)]
+    runs = [
+        fake_analysis(
+            tmp_path / "maml0",
+            "maml",
+            dict(zip([*blocks, "head"], [1.0, 0.99, 0.98, 0.8, 0.4])),
+            [0.9, 0.91, 0.92, 0.93, 0.6, 0.2],
+            0.85,
+        ),
+        fake_analysis(
+            tmp_path / "maml1",
+            "maml",
+            dict(zip([*blocks, "head"], [1.0, 0.97, 0.96, 0.6, 0.2])),
+            [0.8, 0.81, 0.82, 0.83, 0.4, 0.2],
+            0.75,
+        ),
+        fake_analysis(
+            tmp_path / "protonet",
+            "protonet",
+            dict(zip(blocks, [1.0, 1.0, 1.0, 1.0])),
+            [0.95] * 6,
+            0.9,
+        ),
+    ]
+    text = side_by_side.write(runs, tmp_path / "out")
+    lines = text.splitlines()
+    assert lines[0].split(" | ")[2:7] == [f"CKA {b}" for b in blocks] + [
+        "CKA head"
+    ]
+    # MAML: the mean of its two runs; columns: every layer (row 0), blocks
+    # 1-3 frozen (row 3), the head alone (row -2), nothing (row -1), NIL.
+    maml = [cell.strip() for cell in lines[2].strip("|").split("|")]
+    assert maml == [
+        "maml", "2", "1.000", "0.980", "0.970", "0.700", "0.300",
+        "85.0", "88.0", "50.0", "20.0", "80.0",
+    ]  # fmt: skip
+    protonet = [cell.strip() for cell in lines[3].strip("|").split("|")]
+    assert protonet[:7] == ["protonet", "1", *["1.000"] * 4, "-"]
+    assert (tmp_path / "out" / "side_by_side_similarity.png").exists()
+    with pytest.raises(ValueError, match="run `train.analyze"):
+        side_by_side.write([tmp_path / "missing"], tmp_path / "out")

@@ -19,6 +19,8 @@ the task's prototype classifier (adapted by the inner loop as Proto-MAML's
 is), the NIL head reads the embedding, and there are no update directions.
 
 Writes analysis.json and PNG charts to the run folder (or --output_dir).
+`--side_by_side=RUN,RUN,... --output_dir=DIR` puts analysed runs of
+several algorithms in one table (`keras_meta.cli.side_by_side`).
 """
 
 import dataclasses
@@ -52,6 +54,12 @@ flags.DEFINE_boolean(
 )
 flags.DEFINE_integer(
     "directions_steps", 2, "Inner steps of the update directions (0: skip)."
+)
+flags.DEFINE_list(
+    "side_by_side",
+    [],
+    "Analysed run folders to put side by side (instead of --model): one "
+    "table and two charts in --output_dir, a row per algorithm.",
 )
 
 
@@ -279,6 +287,8 @@ def main(argv):
     from absl import logging
 
     logging.set_verbosity(logging.WARNING)
+    if FLAGS.side_by_side:
+        return side_by_side(argv)
     if len(argv) > 1 or not FLAGS.model:
         print(
             "error: give --model=saved_models/<run> (and no other arguments)",
@@ -300,6 +310,25 @@ def main(argv):
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    return 0
+
+
+def side_by_side(argv):
+    from keras_meta.cli import side_by_side
+
+    if len(argv) > 1 or FLAGS.model or not FLAGS.output_dir:
+        print(
+            "error: --side_by_side=RUN,RUN,... takes --output_dir and no "
+            "--model",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        print(side_by_side.write(FLAGS.side_by_side, FLAGS.output_dir))
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"Wrote {FLAGS.output_dir}")
     return 0
 
 
