@@ -754,6 +754,16 @@ def test_analyze_script(tmp_path, tiny_maml_run):
     assert "NIL head" in again.stdout
     missing = run_module("train.analyze", f"--model={tmp_path}", check=False)
     assert missing.returncode == 2 and "no model.keras" in missing.stderr
+    # Analysed runs side by side: the same run twice is one method, 2 runs.
+    table = run_module(
+        "train.analyze",
+        f"--side_by_side={out},{out}",
+        f"--output_dir={tmp_path / 'side'}",
+    )
+    assert "| maml | 2 |" in table.stdout
+    assert (tmp_path / "side" / "side_by_side.md").exists()
+    alone = run_module("train.analyze", f"--side_by_side={out}", check=False)
+    assert alone.returncode == 2 and "--output_dir" in alone.stderr
 
 
 def compare(tmp_path, budget, extra, algorithms, names, *flags):
