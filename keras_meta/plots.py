@@ -83,12 +83,22 @@ def save_figure(fig, path):
 
 
 def bar_chart(
-    names, values, path, errors=None, ylabel="", title="", series=None
+    names,
+    values,
+    path,
+    errors=None,
+    ylabel="",
+    title="",
+    series=None,
+    legend="best",
 ):
-    """Bars of `values` (or of several `series` {label: values}) by name."""
+    """Bars of `values` (or of several `series` {label: values}) by name;
+    `legend` places the series' legend (a matplotlib `loc`, or
+    `"outside"`: right of the axes)."""
     plt = pyplot()
     series = series or {ylabel: values}
-    fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(names)), 4))
+    width = max(5, 1.1 * len(names)) + (2 if legend == "outside" else 0)
+    fig, ax = plt.subplots(figsize=(width, 4))
     width = 0.8 / len(series)
     for k, (label, heights) in enumerate(series.items()):
         positions = [
@@ -106,8 +116,10 @@ def bar_chart(
     ax.set_xticklabels(names, rotation=30, ha="right")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    if len(series) > 1:
-        ax.legend()
+    if len(series) > 1 and legend == "outside":
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    elif len(series) > 1:
+        ax.legend(loc=legend)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     save_figure(fig, path)

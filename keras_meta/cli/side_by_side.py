@@ -101,6 +101,7 @@ def write(run_dirs, out_dir):
             algorithm: [record["cka"].get(name, math.nan) for name in layers]
             for algorithm, record in methods.items()
         },
+        legend="outside",
     )
     plots.bar_chart(
         accuracy,
@@ -112,5 +113,6 @@ def write(run_dirs, out_dir):
             algorithm: [record[name] for name in accuracy]
             for algorithm, record in methods.items()
         },
+        legend="outside",
     )
     return text
