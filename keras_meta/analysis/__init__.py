@@ -24,6 +24,7 @@ head. These functions measure that for any keras-meta model:
 
 from keras_meta.analysis.ablation import (
     freezing_ablation,
+    has_prototype_head,
     head_only_accuracy,
     nil_accuracy,
 )
@@ -37,6 +38,7 @@ from keras_meta.analysis.update_directions import DIRECTIONS, update_directions
 __all__ = [
     "DIRECTIONS",
     "freezing_ablation",
+    "has_prototype_head",
     "head_only_accuracy",
     "linear_cka",
     "nil_accuracy",

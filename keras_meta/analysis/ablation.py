@@ -26,7 +26,7 @@ def _layer_of_variable(learner, layers):
     return [layer_of[i] for i in range(len(position))]
 
 
-def _has_prototype_head(model):
+def has_prototype_head(model):
     """ProtoNet and Proto-MAML: an embedding learner whose head is the
     task's prototype classifier, not a layer."""
     return hasattr(model, "fine_tuned_head")
@@ -37,7 +37,7 @@ def _subset_scores(model, tasks, adapt, steps, learning_rate, head=True):
     variables at positions `adapt` (SGD, `steps` steps of `learning_rate`);
     for a prototype-head model, also its prototype head if `head`."""
     weights, state = model.weights_and_state()
-    prototypes = _has_prototype_head(model)
+    prototypes = has_prototype_head(model)
     steps = steps if adapt or (prototypes and head) else 0
 
     def prototype_logits(task):
@@ -104,7 +104,7 @@ def freezing_ablation(
     layers = weighted_layers(model.learner)
     layer_of = _layer_of_variable(model.learner, layers)
     names = [layer.name for layer in layers]
-    if _has_prototype_head(model):
+    if has_prototype_head(model):
         names.append("prototype head")
     steps = model.eval_inner_steps if steps is None else steps
     rate = model.inner_lr if learning_rate is None else learning_rate
@@ -139,7 +139,7 @@ def head_only_accuracy(
     layers = weighted_layers(model.learner)
     layer_of = _layer_of_variable(model.learner, layers)
     head = [i for i, layer in enumerate(layer_of) if layer == len(layers) - 1]
-    if _has_prototype_head(model):
+    if has_prototype_head(model):
         head = []  # the prototype head alone
     tasks = list(single_tasks(episodes, num_tasks))
     rows = []
@@ -173,7 +173,7 @@ def nil_accuracy(model, episodes, num_tasks=100):
     """
     weights, state = model.weights_and_state()
     body, body_weights, body_state = model.learner, weights, state["learner"]
-    if not _has_prototype_head(model):
+    if not has_prototype_head(model):
         split = LearnerSplit(model.learner, 1)
         body = split.body
         body_weights = take(weights, split.body_trainable)

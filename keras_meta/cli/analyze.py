@@ -232,7 +232,7 @@ def analyze(run_dir, out_dir):
     # The update directions are those of a classifier's loss; ProtoNet's
     # and Proto-MAML's head is made per task from the prototypes.
     directions_steps = FLAGS.directions_steps
-    if directions_steps and not getattr(model, "fixed_ways", True):
+    if directions_steps and keras_meta.analysis.has_prototype_head(model):
         print(
             f"{type(model).__name__}: no update directions (its head is the "
             "task's prototypes, not a meta-learned layer)."
