@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,8 @@ import tensorflow as tf
 from PIL import Image
 
 import keras_meta  # noqa: F401  (registers the classes load_model reads)
+from keras_meta.cli import evaluate
+from keras_meta.cli.errors import UsageError
 
 # The second tier: other processes, real data or real training.
 pytestmark = pytest.mark.integration
@@ -672,8 +675,6 @@ COMPARE_EXTRA = " ".join(
 def test_evaluate_script_adds_protocols_to_a_finished_run(
     tmp_path, tiny_maml_run
 ):
-    import shutil
-
     from keras_meta.data import omniglot
 
     run = tmp_path / "run"
@@ -721,6 +722,15 @@ def test_evaluate_script_adds_protocols_to_a_finished_run(
         "train.evaluate", f"--run={run}", "--protocol=reptile", data_dir_flag()
     )
     assert "nothing to do" in again.stdout
+    # A run kept as its small files only (its model not committed) is
+    # reused for what it reports; testing it anew asks for the model.
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    for name in ("config.json", "results.json"):
+        shutil.copy(run / name, kept / name)
+    assert evaluate.evaluate_run(kept, "reptile,maml") == []
+    with pytest.raises(UsageError, match="no model.keras"):
+        evaluate.evaluate_run(kept, "mamlpp")
     before = (run / "results.json").read_text()
     for flags, message in (
         (["--protocol=paper"], "Unknown protocol 'paper'"),
