@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from keras_meta import compat, inner_loop
+from keras_meta import compat, inner_loop, layers
 from keras_meta.engine import MetaLearner
 from keras_meta.learner_parts import LearnerSplit, put, take
 
@@ -17,7 +17,10 @@ class ANIL(MetaLearner):
     loop takes gradient steps on the head's variables alone; the body keeps
     its meta-learned weights. The meta-gradient still reaches the body,
     through the support features the adapted head was fitted on and through
-    the query features: second order in the head, as in the paper.
+    the query features: second order in the head, as in the paper. When it
+    predicts a task's queries (meta-training and evaluation), the body runs
+    once over support and query together, each set still normalised by its
+    own batch-norm statistics (`predict_task`).
 
     Args:
         learner: a built `keras.Model` whose last `head_layers` layers form a
@@ -56,14 +59,80 @@ class ANIL(MetaLearner):
         return compat.flatten_layers(self._split.head)
 
     def adapt_task(self, weights, state, task, steps, differentiable):
+        features, losses, state = self._embed(weights, state, task.support_x)
+        del losses
+        return self._adapt_head(
+            weights, state, features, task, steps, differentiable
+        )
+
+    def predict_task(
+        self,
+        weights,
+        state,
+        task,
+        steps,
+        differentiable=False,
+        transductive=True,
+    ):
+        """As `MetaLearner.predict_task`, with the body run once, on the
+        support and query images together (one larger batch), each set
+        normalised by its own batch-norm statistics
+        (`keras_meta.layers.batch_segments`): the same numbers as a call per
+        set, in fewer ops. Where that cannot be guaranteed (a body with
+        Keras's own batch norm or an activity regulariser, the
+        non-transductive protocol) the body runs once per set."""
+        if not (transductive and self._split.segments_apply):
+            return super().predict_task(
+                weights, state, task, steps, differentiable, transductive
+            )
+        support, query = task.support_x, task.query_x
+        sizes = [_rows(support), _rows(query)]
+        with layers.batch_segments(sizes):
+            features, body_losses, state = self._embed(
+                weights, state, tf.concat([support, query], axis=0)
+            )
+        support_features, query_features = tf.split(features, sizes)
+        fast, state = self._adapt_head(
+            weights, state, support_features, task, steps, differentiable
+        )
+        split = self._split
+        y_pred, head_state, head_losses = split.head.stateless_call(
+            take(fast, split.head_trainable),
+            take(state["learner"], split.head_non_trainable),
+            query_features,
+            training=True,
+            return_losses=True,
+        )
+        learner_state = put(
+            state["learner"],
+            split.head_non_trainable,
+            [tf.stop_gradient(s) for s in head_state],
+        )
+        state = {**state, "learner": learner_state}
+        return y_pred, state, [*body_losses, *head_losses]
+
+    def _embed(self, weights, state, x):
+        """The body on `x [B, ...]` (training mode): `(features [B, ...],
+        its regularisation losses, state with the body's part updated)`."""
         split = self._split
         learner_state = state["learner"]
-        features, body_state = split.body.stateless_call(
+        features, body_state, losses = split.body.stateless_call(
             take(weights, split.body_trainable),
             take(learner_state, split.body_non_trainable),
-            task.support_x,
+            x,
             training=True,
+            return_losses=True,
         )
+        body_state = [tf.stop_gradient(s) for s in body_state]
+        learner_state = put(learner_state, split.body_non_trainable, body_state)
+        return features, losses, {**state, "learner": learner_state}
+
+    def _adapt_head(
+        self, weights, state, features, task, steps, differentiable
+    ):
+        """`(fast weights, state)` after `steps` steps on the head alone, on
+        the support `features`."""
+        split = self._split
 
         def head_loss(head_weights, head_state, step):
             y_pred, head_state, losses = split.head.stateless_call(
@@ -79,16 +148,23 @@ class ANIL(MetaLearner):
         head_weights, head_state = inner_loop.gradient_descent(
             head_loss,
             take(weights, split.head_trainable),
-            take(learner_state, split.head_non_trainable),
+            take(state["learner"], split.head_non_trainable),
             steps,
             self.inner_lr,
             differentiable,
         )
         weights = put(weights, split.head_trainable, head_weights)
-        learner_state = put(learner_state, split.body_non_trainable, body_state)
-        learner_state = put(learner_state, split.head_non_trainable, head_state)
-        learner_state = [tf.stop_gradient(s) for s in learner_state]
+        learner_state = put(
+            state["learner"],
+            split.head_non_trainable,
+            [tf.stop_gradient(s) for s in head_state],
+        )
         return weights, {**state, "learner": learner_state}
 
     def get_config(self):
         return {**super().get_config(), "head_layers": self.head_layers}
+
+
+def _rows(x):
+    """The number of rows of `x`: static when known (XLA wants it so)."""
+    return x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]

@@ -1,5 +1,8 @@
 """Layers of the learners: batch norm with exact second derivatives, on
-TensorFlow's fused kernel."""
+TensorFlow's fused kernel, and able to normalise parts of a batch apart."""
+
+import contextlib
+import threading
 
 import keras
 import tensorflow as tf
@@ -9,6 +12,26 @@ from keras_meta import compat
 # cuDNN's fused batch norm refuses a smaller epsilon; below it, the layer
 # runs Keras's own pass, so that it behaves alike on every device.
 _FUSED_MIN_EPSILON = 1.001e-5
+_segments = threading.local()
+
+
+@contextlib.contextmanager
+def batch_segments(sizes):
+    """Within it, `BatchNormalization` in training mode normalises each
+    consecutive segment of its batch (`sizes` rows each, summing to the
+    batch) with that segment's own statistics, and updates its moving
+    statistics once per segment, in order: as if each segment ran through
+    the layer alone, one after the other. So one call of a model on
+    `concat([support, query])` equals a call on the support set followed by
+    one on the query set, with fewer, larger ops (ANIL runs its body so).
+    Layers that mix examples otherwise are not affected. Applies to the
+    calls traced inside it (in this thread); `None` turns it off."""
+    previous = getattr(_segments, "sizes", None)
+    _segments.sizes = None if sizes is None else list(sizes)
+    try:
+        yield
+    finally:
+        _segments.sizes = previous
 
 
 @keras.saving.register_keras_serializable(package="keras_meta")
@@ -59,6 +82,16 @@ class BatchNormalization(keras.layers.BatchNormalization):
         )
 
     def call(self, inputs, training=None, mask=None):
+        sizes = getattr(_segments, "sizes", None)
+        if sizes and training and self.trainable and mask is None:
+            with batch_segments(None):
+                return tf.concat(
+                    [
+                        self.call(part, training=training)
+                        for part in tf.split(inputs, sizes)
+                    ],
+                    axis=0,
+                )
         if not self._fused_applies(inputs, training, mask):
             return super().call(inputs, training=training, mask=mask)
         # As Keras's layer: statistics in float32 whatever the policy.

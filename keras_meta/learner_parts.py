@@ -112,6 +112,19 @@ class LearnerSplit:
                 f"The learner's last {head_layers} layer(s) have no trainable "
                 "variables, so there is nothing to adapt: increase head_layers."
             )
+        body_layers = compat.flatten_layers(self.body)
+        # Whether one body call on [support; query] under
+        # `keras_meta.layers.batch_segments` equals a call per set: every
+        # batch norm of the body is keras-meta's, and no activity regulariser
+        # sees the two sets as one batch.
+        self.segments_apply = not any(
+            (
+                isinstance(layer, keras.layers.BatchNormalization)
+                and not isinstance(layer, BatchNormalization)
+            )
+            or getattr(layer, "activity_regularizer", None) is not None
+            for layer in body_layers
+        )
 
 
 class BatchNormStatistics:

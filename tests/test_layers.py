@@ -71,6 +71,41 @@ def test_training_pass_is_fused_and_matches_numpy(shape):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_batch_segments_normalise_each_part_apart(dtype):
+    """Under `batch_segments([2, 5])` one call on 7 rows normalises rows 0-1
+    and rows 2-6 each with their own statistics, and moves the moving
+    statistics twice, first towards the first part's (numpy), on the fused
+    kernel (float32) and on Keras's path (float64)."""
+    ours = keras_meta.layers.BatchNormalization(momentum=0.8, dtype=dtype)
+    ours.build((7, 3, 3, 4))
+    ours.gamma.assign(RNG.uniform(0.5, 1.5, 4))
+    ours.beta.assign(RNG.normal(size=4))
+    x = RNG.normal(1.0, 2.0, (7, 3, 3, 4)).astype(dtype)
+    gamma, beta = ours.gamma.numpy(), ours.beta.numpy()
+    expected, mean, variance = [], np.zeros(4), np.ones(4)
+    for part in (x[:2], x[2:]):
+        m, v = part.mean((0, 1, 2)), part.var((0, 1, 2))
+        expected.append(gamma * (part - m) / np.sqrt(v + ours.epsilon) + beta)
+        mean, variance = 0.8 * mean + 0.2 * m, 0.8 * variance + 0.2 * v
+    with keras_meta.layers.batch_segments([2, 5]):
+        y = ours(x, training=True)
+    tolerance = 1e-4 if dtype == "float32" else 1e-10
+    np.testing.assert_allclose(
+        y, np.concatenate(expected), rtol=tolerance, atol=tolerance
+    )
+    np.testing.assert_allclose(ours.moving_mean, mean, rtol=tolerance)
+    np.testing.assert_allclose(ours.moving_variance, variance, rtol=tolerance)
+    # Outside the context, one batch again.
+    y = ours(x, training=True)
+    whole = (
+        gamma
+        * (x - x.mean((0, 1, 2)))
+        / np.sqrt(x.var((0, 1, 2)) + ours.epsilon)
+    )
+    np.testing.assert_allclose(y, whole + beta, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_second_derivatives_match_finite_differences(dtype):
     """For `f = sum(sin(bn(x)) * w)`, the gradient of `<df/dx, u> + <df/d
     gamma, v>` (what second-order MAML takes of an inner gradient) equals

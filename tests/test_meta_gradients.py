@@ -245,13 +245,13 @@ def numpy_head_steps(features, labels, kernel, bias, alpha, steps):
     return kernel, bias
 
 
-def batch_norm_learner(outputs):
+def batch_norm_learner(outputs, batch_norm=keras.layers.BatchNormalization):
     """Dense(5, tanh), batch norm with random scale and offset, Dense."""
     learner = keras.Sequential(
         [
             keras.Input((4,)),
             keras.layers.Dense(5, activation="tanh"),
-            keras.layers.BatchNormalization(),
+            batch_norm(),
             keras.layers.Dense(outputs),
         ]
     )
@@ -343,15 +343,30 @@ def test_maml_through_batch_norm_matches_finite_differences(dtype):
         np.testing.assert_allclose(b - a, e, rtol=tolerance, atol=tolerance)
 
 
-@pytest.mark.parametrize("tasks_per_group", [None, 1, 4, 8])
+@pytest.mark.parametrize(
+    "tasks_per_group, batch_norm",
+    [
+        (None, keras.layers.BatchNormalization),
+        (None, keras_meta.layers.BatchNormalization),
+        (1, keras.layers.BatchNormalization),
+        (4, keras_meta.layers.BatchNormalization),
+        (8, keras.layers.BatchNormalization),
+    ],
+)
 def test_anil_with_batch_norm_body_matches_finite_differences(
-    float64, tasks_per_group
+    float64, tasks_per_group, batch_norm
 ):
     """ANIL one task at a time (None, its default) or vectorized in groups
     (6 tasks: groups of 1, 3 or all 6): each task's batch norm keeps its
-    own statistics, and the mean over groups is the mean over tasks."""
+    own statistics, and the mean over groups is the mean over tasks. With
+    keras-meta's batch norm the body runs once on support and query
+    together (`batch_segments`); with Keras's, once per set."""
     alpha, steps = 0.5, 2
-    learner = batch_norm_learner(3)
+    learner = batch_norm_learner(3, batch_norm)
+    split = keras_meta.learner_parts.LearnerSplit(learner, 1)
+    assert split.segments_apply == (
+        batch_norm is keras_meta.layers.BatchNormalization
+    )
     model = keras_meta.ANIL(learner, inner_lr=alpha, inner_steps=steps)
     if tasks_per_group is not None:
         model.vectorize_tasks = True
