@@ -117,7 +117,14 @@ ALGORITHMS = {
 
 
 @pytest.mark.integration  # a compile of each algorithm: second tier
-@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
+# MAML and ANIL by default; the others (same engine, dearer) are slow.
+@pytest.mark.parametrize(
+    "algorithm",
+    [
+        a if a in ("maml", "anil") else pytest.param(a, marks=pytest.mark.slow)
+        for a in ALGORITHMS
+    ],
+)
 def test_every_algorithm_trains_on_resnet12(algorithm):
     learner = keras_meta.models.resnet12(3, (16, 16, 3), (4, 4, 4, 4))
     model = ALGORITHMS[algorithm](learner)

@@ -86,6 +86,7 @@ def free_ports(count):
     return ports
 
 
+@pytest.mark.slow  # worker processes; MirroredStrategy runs by default
 def test_multi_worker_strategy_matches_one_device(tmp_path, trained):
     ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}

@@ -77,7 +77,9 @@ def read_csv(path):
         return list(csv.DictReader(f))
 
 
-@pytest.mark.parametrize("kind", ["omniglot", "colour"])
+@pytest.mark.parametrize(
+    "kind", ["omniglot", pytest.param("colour", marks=pytest.mark.slow)]
+)
 def test_from_a_folder_of_images_to_predictions(tmp_path, kind):
     if kind == "omniglot":
         root = omniglot_pngs(tmp_path / "characters")

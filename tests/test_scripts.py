@@ -310,6 +310,7 @@ def test_an_output_dir_that_is_a_file_is_refused(tmp_path):
     assert afile.read_text() == "x"
 
 
+@pytest.mark.slow  # the lock itself: tests/test_reliability.py, by default
 def test_two_runs_on_one_folder_one_wins_the_other_exits_2(tmp_path):
     out = tmp_path / "shared"
     flags = [data_dir_flag(), *TINY, "--iterations=20", f"--output_dir={out}"]
@@ -411,7 +412,11 @@ def assert_same_run(whole, resumed):
     np.testing.assert_allclose(h["accuracy"], g["accuracy"], atol=1e-3)
 
 
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+# SIGTERM takes the same path as Ctrl-C: kept out of the default run (time).
+@pytest.mark.parametrize(
+    "stop",
+    [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)],
+)
 def test_interrupted_run_resumes_to_the_same_result(
     tmp_path, uninterrupted, stop
 ):
@@ -530,7 +535,14 @@ KILL_AT = {
 }
 
 
-@pytest.mark.parametrize("phase", list(KILL_AT))
+# The default run kills it writing the report; the other phases are slow.
+@pytest.mark.parametrize(
+    "phase",
+    [
+        p if p == "report" else pytest.param(p, marks=pytest.mark.slow)
+        for p in KILL_AT
+    ],
+)
 def test_a_run_killed_after_training_finishes_with_resume(
     tmp_path, tiny_maml_run, phase
 ):
@@ -553,6 +565,7 @@ def test_a_run_killed_after_training_finishes_with_resume(
     assert tf.saved_model.load(str(broken / "saved_model")).signatures
 
 
+@pytest.mark.slow  # in-process: tests/test_reliability.py, by default
 def test_non_finite_loss_fails_the_run_without_results(tmp_path):
     out = tmp_path / "nan"
     result = script(
