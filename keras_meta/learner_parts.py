@@ -64,6 +64,9 @@ class LearnerSplit:
     variables: `head(body(x))` computes `learner(x)`. The index lists say
     where each sub-model's variables sit in the learner's variable lists, so
     that fast weights for the whole learner can be sliced for either part.
+    `segments_apply` says whether the body may run once on several sets
+    stacked (`keras_meta.layers.batch_segments`) with the numbers of a call
+    per set.
 
     This is a plain Python object on purpose: Keras does not track it, so the
     shared layers are saved once, as part of the learner.
