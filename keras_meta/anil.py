@@ -59,8 +59,7 @@ class ANIL(MetaLearner):
         return compat.flatten_layers(self._split.head)
 
     def adapt_task(self, weights, state, task, steps, differentiable):
-        features, losses, state = self._embed(weights, state, task.support_x)
-        del losses
+        features, _, state = self._body(weights, state, task.support_x)
         return self._adapt_head(
             weights, state, features, task, steps, differentiable
         )
@@ -85,47 +84,54 @@ class ANIL(MetaLearner):
             return super().predict_task(
                 weights, state, task, steps, differentiable, transductive
             )
-        support, query = task.support_x, task.query_x
-        sizes = [_rows(support), _rows(query)]
+        sizes = [_rows(task.support_x), _rows(task.query_x)]
         with layers.batch_segments(sizes):
-            features, body_losses, state = self._embed(
-                weights, state, tf.concat([support, query], axis=0)
+            features, body_losses, state = self._body(
+                weights, state, tf.concat([task.support_x, task.query_x], 0)
             )
         support_features, query_features = tf.split(features, sizes)
         fast, state = self._adapt_head(
             weights, state, support_features, task, steps, differentiable
         )
-        split = self._split
-        y_pred, head_state, head_losses = split.head.stateless_call(
-            take(fast, split.head_trainable),
-            take(state["learner"], split.head_non_trainable),
-            query_features,
-            training=True,
-            return_losses=True,
+        y_pred, state, head_losses = self._head(
+            take(fast, self._split.head_trainable), state, query_features
         )
-        learner_state = put(
-            state["learner"],
-            split.head_non_trainable,
-            [tf.stop_gradient(s) for s in head_state],
-        )
-        state = {**state, "learner": learner_state}
         return y_pred, state, [*body_losses, *head_losses]
 
-    def _embed(self, weights, state, x):
+    def _body(self, weights, state, x):
         """The body on `x [B, ...]` (training mode): `(features [B, ...],
         its regularisation losses, state with the body's part updated)`."""
         split = self._split
-        learner_state = state["learner"]
         features, body_state, losses = split.body.stateless_call(
             take(weights, split.body_trainable),
-            take(learner_state, split.body_non_trainable),
+            take(state["learner"], split.body_non_trainable),
             x,
             training=True,
             return_losses=True,
         )
-        body_state = [tf.stop_gradient(s) for s in body_state]
-        learner_state = put(learner_state, split.body_non_trainable, body_state)
-        return features, losses, {**state, "learner": learner_state}
+        return (
+            features,
+            losses,
+            _with(state, split.body_non_trainable, body_state),
+        )
+
+    def _head(self, head_weights, state, features):
+        """The head with `head_weights` on `features` (training mode):
+        `(predictions, state with the head's part updated, its
+        regularisation losses)`."""
+        split = self._split
+        y_pred, head_state, losses = split.head.stateless_call(
+            head_weights,
+            take(state["learner"], split.head_non_trainable),
+            features,
+            training=True,
+            return_losses=True,
+        )
+        return (
+            y_pred,
+            _with(state, split.head_non_trainable, head_state),
+            losses,
+        )
 
     def _adapt_head(
         self, weights, state, features, task, steps, differentiable
@@ -134,35 +140,32 @@ class ANIL(MetaLearner):
         the support `features`."""
         split = self._split
 
-        def head_loss(head_weights, head_state, step):
-            y_pred, head_state, losses = split.head.stateless_call(
-                head_weights,
-                head_state,
-                features,
-                training=True,
-                return_losses=True,
+        def head_loss(head_weights, step_state, step):
+            y_pred, step_state, losses = self._head(
+                head_weights, step_state, features
             )
             loss = self.task_loss(task.support_y, y_pred, None, losses)
-            return loss, head_state
+            return loss, step_state
 
-        head_weights, head_state = inner_loop.gradient_descent(
+        head_weights, state = inner_loop.gradient_descent(
             head_loss,
             take(weights, split.head_trainable),
-            take(state["learner"], split.head_non_trainable),
+            state,
             steps,
             self.inner_lr,
             differentiable,
         )
-        weights = put(weights, split.head_trainable, head_weights)
-        learner_state = put(
-            state["learner"],
-            split.head_non_trainable,
-            [tf.stop_gradient(s) for s in head_state],
-        )
-        return weights, {**state, "learner": learner_state}
+        return put(weights, split.head_trainable, head_weights), state
 
     def get_config(self):
         return {**super().get_config(), "head_layers": self.head_layers}
+
+
+def _with(state, indices, values):
+    """`state` with the learner's variables at `indices` set to `values`
+    (never differentiated)."""
+    values = [tf.stop_gradient(v) for v in values]
+    return {**state, "learner": put(state["learner"], indices, values)}
 
 
 def _rows(x):

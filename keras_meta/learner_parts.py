@@ -121,10 +121,7 @@ class LearnerSplit:
         # batch norm of the body is keras-meta's, and no activity regulariser
         # sees the two sets as one batch.
         self.segments_apply = not any(
-            (
-                isinstance(layer, keras.layers.BatchNormalization)
-                and not isinstance(layer, BatchNormalization)
-            )
+            is_keras_batch_norm(layer)
             or getattr(layer, "activity_regularizer", None) is not None
             for layer in body_layers
         )
@@ -175,17 +172,21 @@ class BatchNormStatistics:
         return y_pred
 
 
+def is_keras_batch_norm(layer):
+    """Whether `layer` is Keras's own batch norm, not keras-meta's (whose
+    second derivatives are exact and which normalises `batch_segments`
+    apart)."""
+    return isinstance(layer, keras.layers.BatchNormalization) and not (
+        isinstance(layer, BatchNormalization)
+    )
+
+
 def warn_if_inexact_batch_norm(layers):
     """Warns when a second-order meta-gradient goes through Keras's own
     `BatchNormalization`, whose second derivatives are inexact on the
     TensorFlow backend (`keras_meta.layers.BatchNormalization` says why).
     Runs as `train_step` is traced, so once per trace."""
-    inexact = [
-        layer.name
-        for layer in layers
-        if isinstance(layer, keras.layers.BatchNormalization)
-        and not isinstance(layer, BatchNormalization)
-    ]
+    inexact = [layer.name for layer in layers if is_keras_batch_norm(layer)]
     if inexact:
         warnings.warn(
             f"The learner's batch norm {', '.join(inexact)} is "

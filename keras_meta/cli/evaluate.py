@@ -39,20 +39,25 @@ flags.DEFINE_boolean(
 )
 
 
-def load_run(run_dir, need_model=True):
-    """`(config, results)` of a finished run, or a `UsageError`. A run whose
-    model was not kept (only its small files committed) still loads with
-    `need_model=False`: what it already reports needs no model."""
+def require_files(run_dir, names):
+    """A `UsageError` naming those of `names` that `run_dir` lacks."""
     from keras_meta.cli.errors import UsageError
-    from keras_meta.cli.run_config import RunConfig
 
-    needed = ("config.json", "results.json")
-    needed += ("model.keras",) if need_model else ()
-    missing = [name for name in needed if not (run_dir / name).exists()]
+    missing = [name for name in names if not (run_dir / name).exists()]
     if missing:
         raise UsageError(
             f"{run_dir} is not a finished run: it has no {', '.join(missing)}."
         )
+
+
+def load_run(run_dir):
+    """`(config, results)` of a finished run, or a `UsageError`. Its model
+    is not needed: a run kept as its small files (the model not committed)
+    still says what it reports."""
+    from keras_meta.cli.errors import UsageError
+    from keras_meta.cli.run_config import RunConfig
+
+    require_files(run_dir, ("config.json", "results.json"))
     try:
         config = RunConfig.from_dict(
             json.loads((run_dir / "config.json").read_text())
@@ -79,7 +84,7 @@ def evaluate_run(run_dir, names, eval_tasks=None, data_dir=None, redo=False):
     except ValueError as e:
         raise UsageError(str(e)) from e
     run_dir = pathlib.Path(run_dir)
-    config, results = load_run(run_dir, need_model=False)
+    config, results = load_run(run_dir)
     RunFolder(run_dir).lock()  # no training or other test writes it now
     if data_dir:
         config = dataclasses.replace(config, data_dir=data_dir)
@@ -92,7 +97,7 @@ def evaluate_run(run_dir, names, eval_tasks=None, data_dir=None, redo=False):
     if not todo:
         print(f"{run_dir} already reports {names}: nothing to do.")
         return []
-    load_run(run_dir)  # testing needs the model: a clear error without it
+    require_files(run_dir, ("model.keras",))  # testing needs the model
     tf.get_logger().setLevel("ERROR")
     model = keras.models.load_model(run_dir / "model.keras")
     records = report.evaluate_protocols(model, config, todo, eval_tasks)
