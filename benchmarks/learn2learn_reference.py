@@ -8,7 +8,9 @@ meta-step. Reptile runs its inner Adam steps on a copy of the learner over
 the task's support and query images, evaluates the query loss (as
 learn2learn's Reptile example reports it), then moves the initialisation by
 the mean of `phi - W` through the same Adam meta-optimizer (as
-`throughput.py` does).
+`throughput.py` does). ANIL follows its `examples/vision/anil_fc100.py`:
+the body once over a task's support and query images together, then the
+head cloned and adapted on the support features.
 BOIL is learn2learn's ANIL example turned round (MAML wraps the body; the
 head stays out of the inner loop); ProtoNet follows its
 `examples/vision/protonet_miniimagenet.py` (one pass of the embedding over
@@ -202,8 +204,13 @@ def measure(algorithm, config_name, warmup, iterations):
             for t in range(tasks):
                 learner = meta.clone()
                 if algorithm == "anil":
-                    support = features(support_x[t])
-                    query = features(query_x[t])
+                    # learn2learn's examples/vision/anil_fc100.py: the body
+                    # once over support and query together (its batch norm
+                    # then mixes the two sets' statistics; keras-meta's
+                    # normalises each set by its own).
+                    both = features(torch.cat([support_x[t], query_x[t]]))
+                    support = both[: ways * shots]
+                    query = both[ways * shots :]
                 else:
                     support, query = support_x[t], query_x[t]
                 for _ in range(steps):
