@@ -40,14 +40,19 @@ import copy
 import importlib
 import json
 import os
-import resource
 import sys
 import time
 import types
 
 # The cells and the row runner are throughput.py's own (its top level needs
 # only the standard library, so this interpreter can import it).
-from throughput import CONFIGS, run_reference, timing_figures
+from throughput import (
+    CONFIGS,
+    peak_rss_mib,
+    run_reference,
+    serve,
+    timing_figures,
+)
 
 ALGORITHMS = (
     "maml",
@@ -115,11 +120,12 @@ def conv4(ways, shape, filters, pooling):
     return nn.Sequential(*layers), nn.Linear(width, ways)
 
 
-def measure(algorithm, config_name, warmup, iterations):
+def measure(algorithm, config_name, warmup, iterations, serving=False):
     import torch
     from torch import nn
 
     MAML = load_class()
+    import_rss_mib = peak_rss_mib()
     ways, shots, queries, tasks, shape, filters, pooling, steps, k = CONFIGS[
         config_name
     ]
@@ -220,20 +226,29 @@ def measure(algorithm, config_name, warmup, iterations):
                 (loss_fn(learner(query), query_y) / tasks).backward()
         optimizer.step()
 
-    times, cpu_times = [], []
-    for _ in range(warmup + iterations):
-        start, cpu_start = time.perf_counter(), time.process_time()
-        iteration()
-        times.append(time.perf_counter() - start)
-        cpu_times.append(time.process_time() - cpu_start)
+    def run(count):
+        """`count` iterations: their wall and CPU times."""
+        times, cpu_times = [], []
+        for _ in range(count):
+            start, cpu_start = time.perf_counter(), time.process_time()
+            iteration()
+            times.append(time.perf_counter() - start)
+            cpu_times.append(time.process_time() - cpu_start)
+        return times, cpu_times
+
+    if serving:
+        times, cpu_times = serve(run, warmup)
+        warmup = 0
+    else:
+        times, cpu_times = run(warmup + iterations)
     timing = timing_figures(times, cpu_times, warmup)
     return {
         "algorithm": algorithm,
         "config": config_name,
         **timing,
         "tasks_per_second": tasks / timing["seconds_per_iteration"],
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        / 1024,
+        "peak_rss_mib": peak_rss_mib(),
+        "import_rss_mib": import_rss_mib,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
@@ -252,9 +267,10 @@ def main():
     parser.add_argument("--runs", type=int, default=1, help="runs per row")
     parser.add_argument("--json", help="also write the rows here")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        result = measure(*args.child, args.warmup, args.iterations)
+        result = measure(*args.child, args.warmup, args.iterations, args.serve)
         print("RESULT " + json.dumps(result), flush=True)
         return
     rows = [

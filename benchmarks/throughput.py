@@ -27,6 +27,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 CONFIGS = {
@@ -168,8 +169,10 @@ def measure(
     recompute="auto",
     tasks_per_group="default",
     batch_norm="fused",
+    serving=False,
 ):
-    """Runs in the subprocess: returns a dict of figures."""
+    """Runs in the subprocess: returns a dict of figures. With `serving`,
+    the timed iterations are those the parent asks for (`serve`)."""
     import keras
     import tensorflow as tf
 
@@ -179,6 +182,7 @@ def measure(
         task_parallelism,
     )
 
+    import_rss_mib = peak_rss_mib()  # TensorFlow, Keras and keras_meta
     config = CONFIGS[config_name]
     model = build(algorithm, config, inner_steps, recompute, batch_norm)
     if tasks_per_group == "off":
@@ -187,34 +191,39 @@ def measure(
         model.vectorize_tasks = True
         model.tasks_per_group = int(tasks_per_group)
     data = synthetic_data(algorithm, config)
-    times, cpu_times = [], []
 
-    class Timer(keras.callbacks.Callback):
-        def on_train_batch_begin(self, batch, logs=None):
-            self.start = time.perf_counter()
-            self.cpu_start = time.process_time()
+    def run(count):
+        """`count` meta-iterations of `fit`: their wall and CPU times."""
+        times, cpu_times = [], []
 
-        def on_train_batch_end(self, batch, logs=None):
-            times.append(time.perf_counter() - self.start)
-            cpu_times.append(time.process_time() - self.cpu_start)
+        class Timer(keras.callbacks.Callback):
+            def on_train_batch_begin(self, batch, logs=None):
+                self.start = time.perf_counter()
+                self.cpu_start = time.process_time()
+
+            def on_train_batch_end(self, batch, logs=None):
+                times.append(time.perf_counter() - self.start)
+                cpu_times.append(time.process_time() - self.cpu_start)
+
+        model.fit(data, steps_per_epoch=count, verbose=0, callbacks=[Timer()])
+        return times, cpu_times
 
     start = time.perf_counter()
-    model.fit(
-        data,
-        steps_per_epoch=warmup + iterations,
-        verbose=0,
-        callbacks=[Timer()],
-    )
+    if serving:
+        times, cpu_times = serve(run, warmup)
+        warmup = 0
+    else:
+        times, cpu_times = run(warmup + iterations)
     total = time.perf_counter() - start
     timing = timing_figures(times, cpu_times, warmup)
     tasks = config[3]
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
         "algorithm": algorithm,
         "config": config_name,
         **timing,
         "tasks_per_second": tasks / timing["seconds_per_iteration"],
-        "peak_rss_mib": peak_kib / 1024,
+        "peak_rss_mib": peak_rss_mib(),
+        "import_rss_mib": import_rss_mib,
         "first_iterations_seconds": total - sum(times[warmup:]),
         "inner_steps": inner_steps
         or config[7 if algorithm != "reptile" else 8],
@@ -256,6 +265,65 @@ def timing_figures(times, cpu_times, warmup):
     }
 
 
+def peak_rss_mib():
+    """The process's peak resident set so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def serve(run, warmup):
+    """The measuring child's side of `--rounds`: `run(warmup)`, then, for
+    each count the parent writes on a line of stdin, `run(count)` and its
+    times on stdout, until stdin closes. Returns every timed iteration's
+    `(wall times, CPU times)`. Shared with `learn2learn_reference.py`."""
+    run(warmup)
+    print("READY", flush=True)
+    times, cpu_times = [], []
+    for line in sys.stdin:
+        wall, cpu = run(int(line))
+        times += wall
+        cpu_times += cpu
+        print("TIMES " + json.dumps([wall, cpu]), flush=True)
+    return times, cpu_times
+
+
+class Serving:
+    """A measuring child kept alive (`--serve`) so that its iterations can
+    alternate with another's, round after round."""
+
+    def __init__(self, command, what):
+        self.what = what
+        self.log = tempfile.TemporaryFile("w+")  # TensorFlow's chatter
+        self.process = subprocess.Popen(
+            [*command, "--serve"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+        )
+        self._expect("READY")
+
+    def time(self, count):
+        """`count` iterations now: `[wall times, CPU times]`."""
+        self.process.stdin.write(f"{count}\n")
+        self.process.stdin.flush()
+        return json.loads(self._expect("TIMES "))
+
+    def finish(self):
+        """Stops the child; returns its figures over every timed round."""
+        self.process.stdin.close()
+        result = json.loads(self._expect("RESULT "))
+        self.process.wait()
+        return result
+
+    def _expect(self, prefix):
+        for line in self.process.stdout:
+            if line.startswith(prefix):
+                return line[len(prefix) :]
+        self.process.wait()
+        self.log.seek(0)
+        sys.exit(f"{self.what} failed:\n{self.log.read()[-4000:]}")
+
+
 def child_command(interpreter, script, algorithm, config_name, args):
     """The command line that measures one row in a fresh process."""
     return [
@@ -280,27 +348,35 @@ def child_result(command, what):
     return json.loads(line[0][len("RESULT ") :])
 
 
+def our_command(algorithm, config_name, args, extra=()):
+    """The command line that measures our row of a cell."""
+    return [
+        *child_command(sys.executable, __file__, algorithm, config_name, args),
+        "--task_parallelism",
+        args.task_parallelism,
+        "--dtype_policy",
+        args.dtype_policy,
+        "--tasks_per_group",
+        args.tasks_per_group,
+        "--batch_norm",
+        args.batch_norm,
+        "--recompute",
+        args.recompute,
+        *extra,
+    ]
+
+
 def run_child(algorithm, config_name, args, extra=()):
     """Measures one row in a fresh process; returns its figures."""
     r = child_result(
-        [
-            *child_command(
-                sys.executable, __file__, algorithm, config_name, args
-            ),
-            "--task_parallelism",
-            args.task_parallelism,
-            "--dtype_policy",
-            args.dtype_policy,
-            "--tasks_per_group",
-            args.tasks_per_group,
-            "--batch_norm",
-            args.batch_norm,
-            "--recompute",
-            args.recompute,
-            *extra,
-        ],
+        our_command(algorithm, config_name, args, extra),
         f"{algorithm} on {config_name}",
     )
+    print_row(r)
+    return r
+
+
+def print_row(r):
     print(
         f"{r['config']:<24} {r['algorithm']:<9} k={r['inner_steps']:<3}"
         f"{' remat' if r['recompute'] else '      '} "
@@ -317,7 +393,6 @@ def run_child(algorithm, config_name, args, extra=()):
         ),
         flush=True,
     )
-    return r
 
 
 def run_reference(algorithm, config_name, args, interpreter=None):
@@ -334,40 +409,106 @@ def run_reference(algorithm, config_name, args, interpreter=None):
         ),
         f"learn2learn {algorithm} on {config_name}",
     )
+    print_reference_row(r)
+    return r
+
+
+def print_reference_row(r):
     print(
-        f"{config_name:<24} {'l2l ' + algorithm:<16}"
+        f"{r['config']:<24} {'l2l ' + r['algorithm']:<16}"
         f"{r['seconds_per_iteration']:7.3f} s/it "
         f"{r['tasks_per_second']:7.1f} tasks/s "
         f"{r['peak_rss_mib']:7.0f} MiB peak "
         f"{r['cores_busy']:4.2f} cores busy (torch {r['torch']})",
         flush=True,
     )
-    return r
 
 
 def measure_row(algorithm, config_name, args):
-    """Our row, preceded by learn2learn's when a reference is asked for."""
-    reference = None
-    if args.learn2learn_python and algorithm != "pretrain":
-        reference = run_reference(algorithm, config_name, args)
+    """Our row, beside learn2learn's when a reference is asked for: its
+    row just before ours, or with `--rounds` both kept alive and timed in
+    alternating rounds."""
+    if not args.learn2learn_python or algorithm == "pretrain":
+        return run_child(algorithm, config_name, args)
+    if args.rounds:
+        return interleaved_row(algorithm, config_name, args)
+    reference = run_reference(algorithm, config_name, args)
     row = run_child(algorithm, config_name, args)
-    if reference:
-        row["learn2learn"] = reference
-        row["speedup"] = (
-            reference["seconds_per_iteration"] / row["seconds_per_iteration"]
+    row["learn2learn"] = reference
+    row["speedup"] = (
+        reference["seconds_per_iteration"] / row["seconds_per_iteration"]
+    )
+    return compare_memory_and_work(row, reference)
+
+
+def interleaved_row(algorithm, config_name, args):
+    """Both rows of a cell from two processes kept alive: `--rounds`
+    rounds of `--iterations` iterations each, learn2learn's and ours in
+    turn (ABBA: each goes first in every other round), so that the
+    machine's drift over minutes reaches both alike. The speed-up is the
+    median of the rounds' ratios of median iteration times."""
+    reference = Serving(
+        child_command(
+            args.learn2learn_python,
+            REFERENCE_SCRIPT,
+            algorithm,
+            config_name,
+            args,
+        ),
+        f"learn2learn {algorithm} on {config_name}",
+    )
+    ours = Serving(
+        our_command(algorithm, config_name, args),
+        f"{algorithm} on {config_name}",
+    )
+    ratios, work_ratios, rounds = [], [], []
+    for round_ in range(args.rounds):
+        order = [reference, ours] if round_ % 2 == 0 else [ours, reference]
+        timed = {id(child): child.time(args.iterations) for child in order}
+        (l2l_wall, l2l_cpu), (wall, cpu) = timed[id(reference)], timed[id(ours)]
+        rounds.append({"learn2learn": l2l_wall, "ours": wall})
+        ratios.append(statistics.median(l2l_wall) / statistics.median(wall))
+        work_ratios.append(statistics.median(l2l_cpu) / statistics.median(cpu))
+    reference, row = reference.finish(), ours.finish()
+    print_reference_row(reference)
+    print_row(row)
+    row["learn2learn"] = reference
+    row["speedup"] = statistics.median(ratios)
+    row["speedup_rounds"] = ratios
+    row["rounds"] = rounds  # every timed iteration's seconds
+    row["work_ratio_rounds"] = work_ratios
+    print(
+        f"{'':<24} rounds' speed-ups: " + " ".join(f"{r:.2f}" for r in ratios),
+        flush=True,
+    )
+    return compare_memory_and_work(row, reference)
+
+
+def compare_memory_and_work(row, reference):
+    """Adds the work and memory ratios to `row` and prints them."""
+    row["memory_ratio"] = row["peak_rss_mib"] / reference["peak_rss_mib"]
+    row["work_ratio"] = (
+        reference["cpu_seconds_per_iteration"]
+        / row["cpu_seconds_per_iteration"]
+    )
+    line = (
+        f"{'':<24} {row['speedup']:.2f}x learn2learn's speed "
+        f"({row['work_ratio']:.2f}x less CPU time per iteration, "
+        f"{row['cores_busy'] / reference['cores_busy']:.2f}x the cores "
+        f"busy), {row['memory_ratio']:.2f}x its peak memory"
+    )
+    if "import_rss_mib" in reference:
+        # Training's own memory: each peak above its framework's import.
+        row["memory_above_import_ratio"] = (
+            row["peak_rss_mib"] - row["import_rss_mib"]
+        ) / (reference["peak_rss_mib"] - reference["import_rss_mib"])
+        line += (
+            f", {row['memory_above_import_ratio']:.2f}x above the imports "
+            f"({row['peak_rss_mib'] - row['import_rss_mib']:.0f} against "
+            f"{reference['peak_rss_mib'] - reference['import_rss_mib']:.0f}"
+            " MiB)"
         )
-        row["memory_ratio"] = row["peak_rss_mib"] / reference["peak_rss_mib"]
-        row["work_ratio"] = (
-            reference["cpu_seconds_per_iteration"]
-            / row["cpu_seconds_per_iteration"]
-        )
-        print(
-            f"{'':<24} {row['speedup']:.2f}x learn2learn's speed "
-            f"({row['work_ratio']:.2f}x less CPU time per iteration, "
-            f"{row['cores_busy'] / reference['cores_busy']:.2f}x the cores "
-            f"busy), {row['memory_ratio']:.2f}x its peak memory",
-            flush=True,
-        )
+    print(line, flush=True)
     return row
 
 
@@ -435,7 +576,17 @@ def main():
         "environment): each row is then preceded by learn2learn's, measured "
         "by learn2learn_reference.py, and the speed-up printed",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=0,
+        help="with --learn2learn_python: keep both processes alive and "
+        "time them in this many alternating rounds of --iterations "
+        "iterations each (after --warmup), the speed-up the median of the "
+        "rounds' ratios; 0: learn2learn's row, then ours",
+    )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--inner_steps", type=int, help=argparse.SUPPRESS)
     parser.add_argument(
         "--recompute",
@@ -496,8 +647,9 @@ def main():
             {"true": True, "false": False}.get(args.recompute, "auto"),
             args.tasks_per_group,
             args.batch_norm,
+            args.serve,
         )
-        print("RESULT " + json.dumps(result))
+        print("RESULT " + json.dumps(result), flush=True)
         return
 
     if args.learn2learn_python and not os.access(
