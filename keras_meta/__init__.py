@@ -30,6 +30,10 @@ from keras_meta.pretrain import Pretrain
 from keras_meta.protonet import ProtoMAML, ProtoNet
 from keras_meta.reptile import Reptile
 
+# One thread per op for the tasks in flight, before TensorFlow starts
+# (keras_meta.config's docstring says why and how to keep TensorFlow's own).
+config.set_threads_at_import()
+
 __version__ = "0.2.0"
 
 __all__ = [

@@ -5,15 +5,23 @@ machine. The ops of a few-shot task are small (a 5-image support set, a 28x28
 convolution), so on a CPU splitting each op over every core costs about as
 much in synchronisation as it gains, and two tasks side by side run faster.
 That is the default on a CPU-only host: the tasks run as a `tf.data` map on
-a thread pool of their own, one thread per op, so TensorFlow's global thread
-pools stay as they are and any other model in the process (a large-batch
-`Pretrain`, any Keras model) keeps every core for each op; on a 2-core
-machine it is faster than one task at a time. TensorFlow's oneDNN kernels take
-their threads from the global pool whatever that pool's limit says, so
-setting the global threads to one per op before TensorFlow starts
-(`threads_per_op="global"`, as the training scripts do) is faster still in
-most cells (`benchmarks/README.md`). With a GPU or TPU, under XLA or
-`tf.distribute`, the tasks run in a `tf.map_fn` loop instead.
+a thread pool of their own, one thread per op.
+
+TensorFlow's oneDNN kernels (its convolutions and matrix products) take
+their threads from TensorFlow's global intra-op pool whatever the `tf.data`
+pool's limit says, so with two tasks in flight each convolution was still
+split over both cores, and meta-training ran 1.1-1.2x slower than with one
+thread per op (`benchmarks/README.md`, "One thread per op by default").
+So on a CPU-only host with at least 2 cores, `import keras_meta` sets
+TensorFlow's intra-op threads to `cores // 2` when TensorFlow has not
+started and nobody has set them, as the training scripts always did. Every
+other model in the process then gets that many threads per op too (a
+large-batch Keras model is slower; its independent ops still run side by
+side). To keep TensorFlow's own threading, set
+`KERAS_META_TF_THREADS=keep` in the environment, or call
+`set_task_parallelism(1)` (one task at a time, every core per op) before
+TensorFlow starts. With a GPU or TPU nothing is set, and under XLA or
+`tf.distribute` the tasks run in a `tf.map_fn` loop instead.
 
     import keras_meta
     keras_meta.config.set_task_parallelism(1)  # one task at a time
@@ -33,6 +41,11 @@ _task_parallelism = None
 # host), "global" (TensorFlow's process-wide pools, resized) or None
 # (TensorFlow's threading as it is).
 _threads_per_op = "auto"
+# The environment variable that keeps TensorFlow's threading as it is.
+KEEP_THREADS_VARIABLE = "KERAS_META_TF_THREADS"
+# Whether `import keras_meta` set TensorFlow's intra-op threads (so that
+# `set_task_parallelism` may give them back before TensorFlow starts).
+_threads_set_at_import = False
 
 
 def _cores():
@@ -118,6 +131,8 @@ def set_task_parallelism(tasks="auto", threads_per_op="auto"):
         )
     if threads_per_op == "global" and not _has_accelerator():
         _set_global_threads(tasks, _cores())
+    elif _threads_set_at_import:
+        _fit_threads_set_at_import(tasks, threads_per_op)
     _task_parallelism = tasks
     _threads_per_op = threads_per_op
     return tasks
@@ -145,6 +160,75 @@ def _set_global_threads(tasks, cores):
                 "TensorFlow op, or use threads_per_op='auto' (the tasks' "
                 "own thread pool), which needs no restart."
             ) from e
+
+
+def set_threads_at_import():
+    """At `import keras_meta`: one thread per op for the two tasks in
+    flight of a CPU-only host (TensorFlow's intra-op threads set to
+    `cores // 2`), unless TensorFlow has started, its threads were set, a
+    GPU or TPU is present, or `KERAS_META_TF_THREADS=keep`. Returns whether
+    it set them."""
+    global _threads_set_at_import
+    if os.environ.get(KEEP_THREADS_VARIABLE, "").lower() == "keep":
+        return False
+    if _auto_tasks() < 2:  # one core, or an accelerator
+        return False
+    if tf.config.threading.get_intra_op_parallelism_threads():
+        return False  # the program's own choice
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(_cores() // 2)
+    except RuntimeError:  # TensorFlow has started: its pools are fixed
+        return False
+    _threads_set_at_import = True
+    return True
+
+
+def _fit_threads_set_at_import(tasks, threads_per_op):
+    """After `set_threads_at_import`, TensorFlow's intra-op threads for a
+    new setting: one per op per task for tasks on their own pool, every
+    core per op otherwise (one task at a time, or `threads_per_op=None`).
+    Once TensorFlow has started they cannot change: a warning says so."""
+    threads = _cores() // tasks if threads_per_op == "auto" and tasks > 1 else 0
+    if tf.config.threading.get_intra_op_parallelism_threads() == threads:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    except RuntimeError:
+        warnings.warn(
+            f"set_task_parallelism({tasks}, threads_per_op="
+            f"{threads_per_op!r}) would run each op on "
+            + (f"{threads} thread(s)" if threads else "every core")
+            + ", but TensorFlow has started "
+            "with the threads `import keras_meta` set "
+            f"({tf.config.threading.get_intra_op_parallelism_threads()} per "
+            "op). Call it before building a model or running any "
+            f"TensorFlow op, or set {KEEP_THREADS_VARIABLE}=keep in the "
+            "environment to keep TensorFlow's own threading.",
+            stacklevel=3,
+        )
+
+
+_large_batch_warned = False
+
+
+def warn_if_threads_set_at_import(model_name):
+    """Warns once per process that a model of large batches (Pretrain's
+    training) runs each op on the threads `import keras_meta` set for the
+    tasks in flight, and how to give it every core."""
+    global _large_batch_warned
+    threads = tf.config.threading.get_intra_op_parallelism_threads()
+    if _large_batch_warned or not _threads_set_at_import or threads == 0:
+        return
+    _large_batch_warned = True
+    warnings.warn(
+        f"{model_name} trains on large batches, which run faster with every "
+        f"core per op, but `import keras_meta` set TensorFlow to {threads} "
+        "thread(s) per op for the meta-learners' tasks in flight. Call "
+        "keras_meta.config.set_task_parallelism(1) before building a model "
+        f"(as train/pretrain.py does), or set {KEEP_THREADS_VARIABLE}=keep "
+        "in the environment.",
+        stacklevel=3,
+    )
 
 
 def onednn_enabled():

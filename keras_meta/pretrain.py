@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from keras_meta import compat, inner_loop
+from keras_meta import compat, config, inner_loop
 from keras_meta.checks import check_count
 from keras_meta.engine import MetaLearner
 from keras_meta.learner_parts import (
@@ -221,6 +221,7 @@ class Pretrain(MetaLearner):
 
     def train_step(self, data):
         """One step of joint training on `(x, y)` (or pooled episodes)."""
+        config.warn_if_threads_set_at_import(type(self).__name__)
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         if isinstance(x, dict):
             episode = self.episode(x, y, sample_weight)

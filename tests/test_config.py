@@ -8,6 +8,7 @@ import pathlib
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import keras
 import numpy as np
@@ -176,7 +177,14 @@ def test_after_tensorflow_started_only_global_threads_are_refused():
     try:
         # The tasks' own pool and the tasks in flight need no restart.
         assert keras_meta.config.set_task_parallelism(2) == 2
-        assert keras_meta.config.set_task_parallelism(2, None) == 2
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert keras_meta.config.set_task_parallelism(2, None) == 2
+        # A loop on TensorFlow's threading would want every core per op,
+        # which the threads `import keras_meta` set cannot give once
+        # TensorFlow has started: said, not raised.
+        claimed = keras_meta.config._threads_set_at_import
+        assert len(caught) == (1 if claimed else 0)
         assert keras_meta.config.task_parallelism() == 2
         assert keras_meta.config.private_pool_threads() is None
         assert tf.config.threading.get_intra_op_parallelism_threads() == (
@@ -184,7 +192,10 @@ def test_after_tensorflow_started_only_global_threads_are_refused():
         )
         if CPU_ONLY:  # a GPU needs no change
             with pytest.raises(RuntimeError, match="at the start of the"):
-                keras_meta.config.set_task_parallelism(3, "global")
+                # Global threads other than TensorFlow's now.
+                keras_meta.config.set_task_parallelism(
+                    1 if threads else 3, "global"
+                )
         with pytest.raises(ValueError, match="threads_per_op"):
             keras_meta.config.set_task_parallelism(2, threads_per_op=1)
         assert keras_meta.config.task_parallelism() == 2
@@ -264,3 +275,78 @@ def test_imported_first_keras_meta_asks_for_onednn_and_the_user_wins():
 
     cpu_only = not tf.config.list_physical_devices("GPU")
     assert warnings == (1 if cpu_only and not enabled else 0)
+
+
+# Runs in a fresh process: TensorFlow's intra-op threads after `import
+# keras_meta`, for one environment and one earlier choice of the program.
+IMPORT_THREADS = textwrap.dedent(
+    """
+    import os, sys, warnings
+    sys.path[:0] = [{repo!r}]
+    import tensorflow as tf
+    if {preset}:
+        tf.config.threading.set_intra_op_parallelism_threads({preset})
+    import keras_meta
+    seen = [tf.config.threading.get_intra_op_parallelism_threads()]
+    keras_meta.config.set_task_parallelism(1)  # every core per op
+    seen.append(tf.config.threading.get_intra_op_parallelism_threads())
+    keras_meta.config.set_task_parallelism()  # back to the default
+    seen.append(tf.config.threading.get_intra_op_parallelism_threads())
+    # TensorFlow starts (its pools are now fixed) with a large-batch model,
+    # which is told how to get every core per op back.
+    import keras, numpy as np
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = keras_meta.Pretrain(
+            keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)]),
+            adaptation="fine_tune")
+        model.compile(optimizer="sgd", loss="mse")
+        model.fit(np.zeros((8, 4)), np.zeros((8, 1)), verbose=0)
+    seen.append(sum("large batches" in str(w.message) for w in caught))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        keras_meta.config.set_task_parallelism(1)
+    seen.append(len(caught))
+    print(*seen)
+    """
+)
+
+
+def import_threads(keep=False, preset=0):
+    """`[threads after import, after set_task_parallelism(1), after the
+    default again, warnings from training Pretrain, warnings from
+    set_task_parallelism(1) once TensorFlow has started]`."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("KERAS_META_TF_THREADS", None)
+    if keep:
+        env["KERAS_META_TF_THREADS"] = "keep"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            IMPORT_THREADS.format(repo=str(REPO), preset=preset),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return [int(v) for v in result.stdout.split()[-5:]]
+
+
+@pytest.mark.skipif(not CPU_ONLY, reason="nothing is set with a GPU")
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 cores")
+def test_import_sets_one_thread_per_op_per_task_unless_told_not_to():
+    half = os.cpu_count() // 2
+    # Two tasks in flight, each op on half the cores (oneDNN's kernels take
+    # TensorFlow's global threads); one task at a time gets every core
+    # back (0: TensorFlow's choice) while TensorFlow has not started.
+    # Pretrain's training is warned once; once TensorFlow has started, a
+    # warning says that one task at a time cannot get every core.
+    assert import_threads() == [half, 0, half, 1, 1]
+    # Told to keep TensorFlow's threading: nothing set, nothing to warn.
+    assert import_threads(keep=True) == [0, 0, 0, 0, 0]
+    # The program's own setting, made before the import, is kept.
+    assert import_threads(preset=3) == [3, 3, 3, 0, 0]
