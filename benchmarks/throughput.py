@@ -14,7 +14,17 @@ memory is its own.
 
 The last form measures learn2learn's row of each cell just before ours
 (`learn2learn_reference.py`, in a virtual environment of its own) and
-prints the speed-up from that one run.
+prints the speed-up from that one run. This machine's speed drifts by tens
+of percent over minutes, so the published speed-ups come from alternating
+rounds instead: both processes kept alive, `--iterations` iterations of
+each in turn, `--rounds` times, the speed-up the median of the rounds'
+ratios (`--versus_env` compares ours with ours under an environment
+variable the same way):
+
+    python benchmarks/throughput.py --rounds 4 --iterations 2 \\
+        --learn2learn_python ../l2l-env/bin/python
+    python benchmarks/throughput.py --rounds 4 --iterations 2 \\
+        --versus_env KERAS_META_TF_THREADS=keep
 
 Time it on an idle machine: any other busy process distorts the figures.
 """
@@ -290,7 +300,7 @@ class Serving:
     """A measuring child kept alive (`--serve`) so that its iterations can
     alternate with another's, round after round."""
 
-    def __init__(self, command, what):
+    def __init__(self, command, what, env=None):
         self.what = what
         self.log = tempfile.TemporaryFile("w+")  # TensorFlow's chatter
         self.process = subprocess.Popen(
@@ -299,6 +309,7 @@ class Serving:
             stdout=subprocess.PIPE,
             stderr=self.log,
             text=True,
+            env=env,
         )
         self._expect("READY")
 
@@ -428,6 +439,8 @@ def measure_row(algorithm, config_name, args):
     """Our row, beside learn2learn's when a reference is asked for: its
     row just before ours, or with `--rounds` both kept alive and timed in
     alternating rounds."""
+    if args.versus_env:
+        return interleaved_row(algorithm, config_name, args)
     if not args.learn2learn_python or algorithm == "pretrain":
         return run_child(algorithm, config_name, args)
     if args.rounds:
@@ -443,20 +456,31 @@ def measure_row(algorithm, config_name, args):
 
 def interleaved_row(algorithm, config_name, args):
     """Both rows of a cell from two processes kept alive: `--rounds`
-    rounds of `--iterations` iterations each, learn2learn's and ours in
+    rounds of `--iterations` iterations each, the reference's and ours in
     turn (ABBA: each goes first in every other round), so that the
-    machine's drift over minutes reaches both alike. The speed-up is the
-    median of the rounds' ratios of median iteration times."""
-    reference = Serving(
-        child_command(
-            args.learn2learn_python,
-            REFERENCE_SCRIPT,
-            algorithm,
-            config_name,
-            args,
-        ),
-        f"learn2learn {algorithm} on {config_name}",
-    )
+    machine's drift over minutes reaches both alike. The reference is
+    learn2learn's row, or with `--versus_env VARIABLE=VALUE` ours with
+    that environment variable set (`KERAS_META_TF_THREADS=keep`:
+    TensorFlow's own threading). The speed-up is the median of the
+    rounds' ratios of median iteration times."""
+    if args.versus_env:
+        variable, _, value = args.versus_env.partition("=")
+        reference = Serving(
+            our_command(algorithm, config_name, args),
+            f"{algorithm} on {config_name} with {args.versus_env}",
+            env={**os.environ, variable: value},
+        )
+    else:
+        reference = Serving(
+            child_command(
+                args.learn2learn_python,
+                REFERENCE_SCRIPT,
+                algorithm,
+                config_name,
+                args,
+            ),
+            f"learn2learn {algorithm} on {config_name}",
+        )
     ours = Serving(
         our_command(algorithm, config_name, args),
         f"{algorithm} on {config_name}",
@@ -465,14 +489,19 @@ def interleaved_row(algorithm, config_name, args):
     for round_ in range(args.rounds):
         order = [reference, ours] if round_ % 2 == 0 else [ours, reference]
         timed = {id(child): child.time(args.iterations) for child in order}
-        (l2l_wall, l2l_cpu), (wall, cpu) = timed[id(reference)], timed[id(ours)]
-        rounds.append({"learn2learn": l2l_wall, "ours": wall})
-        ratios.append(statistics.median(l2l_wall) / statistics.median(wall))
-        work_ratios.append(statistics.median(l2l_cpu) / statistics.median(cpu))
+        (ref_wall, ref_cpu), (wall, cpu) = timed[id(reference)], timed[id(ours)]
+        rounds.append({"reference": ref_wall, "ours": wall})
+        ratios.append(statistics.median(ref_wall) / statistics.median(wall))
+        work_ratios.append(statistics.median(ref_cpu) / statistics.median(cpu))
     reference, row = reference.finish(), ours.finish()
-    print_reference_row(reference)
+    if args.versus_env:
+        print(f"{args.versus_env}:")
+        print_row(reference)
+        row["versus_env"] = {args.versus_env: reference}
+    else:
+        print_reference_row(reference)
+        row["learn2learn"] = reference
     print_row(row)
-    row["learn2learn"] = reference
     row["speedup"] = statistics.median(ratios)
     row["speedup_rounds"] = ratios
     row["rounds"] = rounds  # every timed iteration's seconds
@@ -491,8 +520,13 @@ def compare_memory_and_work(row, reference):
         reference["cpu_seconds_per_iteration"]
         / row["cpu_seconds_per_iteration"]
     )
+    against = (
+        f"{next(iter(row['versus_env']))}'s"
+        if "versus_env" in row
+        else "learn2learn's"
+    )
     line = (
-        f"{'':<24} {row['speedup']:.2f}x learn2learn's speed "
+        f"{'':<24} {row['speedup']:.2f}x {against} speed "
         f"({row['work_ratio']:.2f}x less CPU time per iteration, "
         f"{row['cores_busy'] / reference['cores_busy']:.2f}x the cores "
         f"busy), {row['memory_ratio']:.2f}x its peak memory"
@@ -585,6 +619,13 @@ def main():
         "iterations each (after --warmup), the speed-up the median of the "
         "rounds' ratios; 0: learn2learn's row, then ours",
     )
+    parser.add_argument(
+        "--versus_env",
+        metavar="VARIABLE=VALUE",
+        help="with --rounds: instead of learn2learn, ours with this "
+        "environment variable set against ours without, e.g. "
+        "KERAS_META_TF_THREADS=keep (TensorFlow's own threading)",
+    )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--inner_steps", type=int, help=argparse.SUPPRESS)
@@ -617,6 +658,8 @@ def main():
         "ops, as before; a lever measured in benchmarks/README.md)",
     )
     args = parser.parse_args()
+    if args.versus_env and not (args.rounds and "=" in args.versus_env):
+        parser.error("--versus_env needs VARIABLE=VALUE and --rounds N")
 
     if args.child:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
