@@ -97,10 +97,13 @@ def set_task_parallelism(tasks="auto", threads_per_op="auto"):
         threads_per_op: where the tasks' ops find threads on a CPU-only
             host.
             - `"auto"`: a thread pool of the tasks' own, `cores // tasks`
-              threads per op; TensorFlow's global pools are not touched, so
-              this may be called at any time and other models keep every
-              core. (Under XLA or `tf.distribute`, and with a GPU or TPU,
-              the tasks run on TensorFlow's threading instead.)
+              threads per op for Eigen's kernels; this may be called at
+              any time. oneDNN's kernels take TensorFlow's global intra-op
+              threads, which `import keras_meta` set to `cores // 2`: before
+              TensorFlow starts they follow this call (`cores // tasks`,
+              every core for one task), after it they stay and a warning
+              says so. (Under XLA or `tf.distribute`, and with a GPU or
+              TPU, the tasks run on TensorFlow's threading instead.)
             - `"global"`: TensorFlow's process-wide intra-op threads set to
               `cores // tasks`. Call it first thing, before TensorFlow runs
               any op; every other model in the process then gets that many
