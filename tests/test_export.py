@@ -10,6 +10,7 @@ import textwrap
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import keras_meta
 
@@ -23,7 +24,11 @@ LOADER = textwrap.dedent("""
     import json, sys
     import numpy as np
     import tensorflow as tf
-    path, inputs, output = sys.argv[1:4]
+    path, inputs, output, threads = sys.argv[1:5]
+    # The test process's threads per op (`import keras_meta` sets them):
+    # oneDNN's sums then run in the same order, so the numbers can agree
+    # to float32 round-off of one computation.
+    tf.config.threading.set_intra_op_parallelism_threads(int(threads))
     arrays = dict(np.load(inputs))
     model = tf.saved_model.load(path)
     serve = model.signatures["serving_default"]
@@ -56,6 +61,7 @@ def run_elsewhere(tmp_path, export_dir, arrays):
             str(export_dir),
             str(tmp_path / "inputs.npz"),
             str(tmp_path / "out.npy"),
+            str(tf.config.threading.get_intra_op_parallelism_threads()),
         ],
         capture_output=True,
         text=True,
