@@ -141,11 +141,17 @@ def set_task_parallelism(tasks="auto", threads_per_op="auto"):
     return tasks
 
 
+def _per_op_threads(tasks, cores=None):
+    """TensorFlow's intra-op threads for `tasks` tasks in flight: 0
+    (TensorFlow's "let it choose", every core per op) for one task, else
+    the cores split between the tasks."""
+    return 0 if tasks == 1 else max(1, (cores or _cores()) // tasks)
+
+
 def _set_global_threads(tasks, cores):
     """TensorFlow's intra-op threads for `tasks` tasks in flight on `cores`
     cores, or a `RuntimeError` saying when to call if it has started."""
-    # 0 is TensorFlow's "let it choose": every core for every op.
-    threads = 0 if tasks == 1 else max(1, cores // tasks)
+    threads = _per_op_threads(tasks, cores)
     if tf.config.threading.get_intra_op_parallelism_threads() != threads:
         try:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -191,7 +197,7 @@ def _fit_threads_set_at_import(tasks, threads_per_op):
     new setting: one per op per task for tasks on their own pool, every
     core per op otherwise (one task at a time, or `threads_per_op=None`).
     Once TensorFlow has started they cannot change: a warning says so."""
-    threads = _cores() // tasks if threads_per_op == "auto" and tasks > 1 else 0
+    threads = _per_op_threads(tasks if threads_per_op == "auto" else 1)
     if tf.config.threading.get_intra_op_parallelism_threads() == threads:
         return
     try:
